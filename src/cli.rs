@@ -1,0 +1,357 @@
+//! The command line: argument parsing (clap), the progress display and the printed summaries.
+//! `main.rs` only calls [`main`]. Exit codes: 0 success, 1 an instance failed or verification
+//! found damage, 2 a usage or pipeline-file error.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::exec::{self, Event, Outcome, RunOptions, RunSummary, Status};
+use crate::plan::{render_dag, DagFormat, Plan};
+use crate::stage::{describe_params, registry, InputSpec};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "pipe", version, about = "Declarative, content-hashed pipelines for ML experiments")]
+pub struct Cli {
+    /// Cache directory (objects, records, checkpoints)
+    #[arg(long, global = true, env = "PIPE_CACHE", default_value = "cache")]
+    pub cache: PathBuf,
+    /// Where outputs are materialized for people to read
+    #[arg(long, global = true, env = "PIPE_ARTIFACTS", default_value = "artifacts")]
+    pub artifacts: PathBuf,
+    /// More logging (-v info, -vv debug); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run what is new or invalidated; reuse the rest
+    Run {
+        file: PathBuf,
+        /// Parallel thread slots (default: settings.jobs, else the number of cores)
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// Recompute this stage or instance even if cached (repeatable)
+        #[arg(long)]
+        force: Vec<String>,
+        /// Run only this stage or instance, with what it needs (repeatable)
+        #[arg(long)]
+        only: Vec<String>,
+        /// Say what would run and why, run nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Each instance: up to date, or will run and why
+    Status {
+        file: PathBuf,
+        #[arg(long)]
+        force: Vec<String>,
+    },
+    /// Print the instance graph
+    Dag {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: DagFormat,
+    },
+    /// Show the record, outputs and metrics of a stage's instances
+    Show { file: PathBuf, stage: String },
+    /// List the stage plugins and their parameters
+    Plugins,
+    /// Remove cached objects that no record reaches
+    Gc,
+    /// Re-hash every cached output; remove damaged ones so they are recomputed
+    Verify,
+}
+
+/// Parses arguments, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match dispatch(&cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if let Some(spec) = err.downcast_ref::<crate::spec::SpecErrors>() {
+                eprintln!("{spec}");
+            } else {
+                eprintln!("error: {err:#}");
+            }
+            2
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn dispatch(cli: &Cli) -> Result<i32> {
+    match &cli.command {
+        Command::Run { file, jobs, force, only, dry_run } => {
+            let plan = Plan::load(file)?;
+            let store = open_store(&cli.cache)?;
+            if *dry_run {
+                print_status(&plan, &store, force)?;
+                return Ok(0);
+            }
+            let jobs = jobs
+                .or(plan.source.spec.settings.jobs)
+                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let options = RunOptions {
+                jobs,
+                force: force.clone(),
+                only: only.clone(),
+                artifacts: cli.artifacts.clone(),
+            };
+            let display = Display::new();
+            let summary = exec::run(&plan, &store, &options, &|event| display.handle(event))?;
+            display.finish();
+            print_summary(&summary, &cli.artifacts);
+            Ok(if summary.success() { 0 } else { 1 })
+        }
+        Command::Status { file, force } => {
+            let plan = Plan::load(file)?;
+            let store = open_store(&cli.cache)?;
+            print_status(&plan, &store, force)?;
+            Ok(0)
+        }
+        Command::Dag { file, format } => {
+            let plan = Plan::load(file)?;
+            print!("{}", render_dag(&plan, *format));
+            Ok(0)
+        }
+        Command::Show { file, stage } => show(&Plan::load(file)?, &open_store(&cli.cache)?, stage),
+        Command::Plugins => {
+            for stage in registry().all() {
+                println!("{} (v{}) — {}", stage.kind(), stage.version(), stage.about());
+                if let InputSpec::Named(inputs) = stage.inputs() {
+                    for input in inputs {
+                        let fan = if input.fan_in { " (fan-in: STAGE[*].OUTPUT)" } else { "" };
+                        println!("    input {}{fan} — {}", input.name, input.about);
+                    }
+                }
+                for line in describe_params(&stage.params_schema()) {
+                    println!("    {line}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Gc => {
+            let store = open_store(&cli.cache)?;
+            let _lock = store.lock(|m| eprintln!("{m}"))?;
+            let report = store.gc()?;
+            println!(
+                "removed {} objects ({}), {} staging and {} checkpoint directories; kept {} objects",
+                report.objects_removed,
+                human_bytes(report.bytes_freed),
+                report.staging_removed,
+                report.checkpoints_removed,
+                report.objects_kept
+            );
+            Ok(0)
+        }
+        Command::Verify => {
+            let store = open_store(&cli.cache)?;
+            let _lock = store.lock(|m| eprintln!("{m}"))?;
+            let report = store.verify(true)?;
+            for p in &report.problems {
+                println!("damaged: {} output `{}`: {} (removed; the next run recomputes it)", p.instance, p.output, p.detail);
+            }
+            println!(
+                "verified {} outputs of {} records: {} damaged",
+                report.outputs,
+                report.records,
+                report.problems.len()
+            );
+            Ok(if report.problems.is_empty() { 0 } else { 1 })
+        }
+    }
+}
+
+fn open_store(path: &Path) -> Result<Store> {
+    Store::open(path).with_context(|| format!("cannot open the cache at {}", path.display()))
+}
+
+fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<()> {
+    let lines = exec::status(plan, store, force)?;
+    let width = plan.instances.iter().map(|i| i.name.len()).max().unwrap_or(0);
+    let mut pending = 0;
+    for (i, status) in &lines {
+        if *status != Status::UpToDate {
+            pending += 1;
+        }
+        println!("{:width$}  {status}", plan.instances[*i].name);
+    }
+    println!("{pending} of {} instances would run", lines.len());
+    Ok(())
+}
+
+fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
+    let picked = plan.select(selector);
+    if picked.is_empty() {
+        anyhow::bail!(
+            "`{selector}` matches no stage or instance; stages: {}",
+            plan.stage_names().join(", ")
+        );
+    }
+    for i in picked {
+        let instance = &plan.instances[i];
+        println!("{} ({} v{})", instance.name, instance.plugin.kind(), instance.plugin.version());
+        println!("  params: {}", instance.resolved.params);
+        match store.latest_record(&instance.artifact_dir())? {
+            None => println!("  not run yet in this cache"),
+            Some(record) => {
+                println!("  key: {}  ran in {:.2}s", &record.key[..12], record.seconds);
+                for (name, output) in &record.outputs {
+                    println!(
+                        "  output {name}: artifacts/{}/{} ({}, {})",
+                        instance.artifact_dir(),
+                        output.path,
+                        human_bytes(output.size),
+                        &output.hash[..12]
+                    );
+                }
+                if let Some(metrics) = &record.metrics {
+                    println!("  metrics: {metrics}");
+                }
+                let log = store.root().join("logs").join(format!("{}.log", record.key));
+                if log.exists() {
+                    println!("  log: {}", log.display());
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn print_summary(summary: &RunSummary, artifacts: &Path) {
+    for report in &summary.reports {
+        match &report.outcome {
+            Outcome::Ran { seconds, reason } => println!("  ran     {:<32} {seconds:>8.2}s  ({reason})", report.name),
+            Outcome::Cached { cutoff: true } => println!("  cached  {:<32}  (upstream re-ran, same output)", report.name),
+            Outcome::Cached { cutoff: false } => {}
+            Outcome::Failed { error, log } => {
+                println!("  FAILED  {}: {error}", report.name);
+                if let Some(log) = log {
+                    println!("          log: {}", log.display());
+                }
+            }
+            Outcome::Skipped { because } => println!("  skipped {} ({because})", report.name),
+        }
+    }
+    println!(
+        "{} ran, {} cached, {} failed, {} skipped in {:.2}s; artifacts in {}",
+        summary.ran().len(),
+        summary.cached().len(),
+        summary.failed().len(),
+        summary.skipped().len(),
+        summary.seconds,
+        artifacts.display()
+    );
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Progress bars on a terminal; plain log lines otherwise.
+struct Display {
+    multi: Option<MultiProgress>,
+    overall: Mutex<Option<ProgressBar>>,
+    spinners: Mutex<std::collections::HashMap<String, ProgressBar>>,
+}
+
+impl Display {
+    fn new() -> Self {
+        let multi = std::io::stderr().is_terminal().then(MultiProgress::new);
+        Display {
+            multi,
+            overall: Mutex::new(None),
+            spinners: Mutex::new(Default::default()),
+        }
+    }
+
+    fn handle(&self, event: Event<'_>) {
+        // Without a terminal the closing summary (and `-v` logs) say everything.
+        let Some(multi) = &self.multi else { return };
+        match event {
+            Event::Planned { total } => {
+                let bar = multi.add(ProgressBar::new(total as u64));
+                bar.set_style(
+                    ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} instances {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                if let Ok(mut overall) = self.overall.lock() {
+                    *overall = Some(bar);
+                }
+            }
+            Event::Started { instance, reason } => {
+                let spinner = multi.add(ProgressBar::new_spinner());
+                spinner.set_style(
+                    ProgressStyle::with_template("  {spinner} {prefix} {elapsed} {wide_msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                spinner.set_prefix(instance.to_string());
+                spinner.set_message(format!("({reason})"));
+                spinner.enable_steady_tick(Duration::from_millis(200));
+                if let Ok(mut spinners) = self.spinners.lock() {
+                    spinners.insert(instance.to_string(), spinner);
+                }
+            }
+            Event::Progress { instance, message } => {
+                if let Some(spinner) = self.spinners.lock().ok().and_then(|s| s.get(instance).cloned()) {
+                    spinner.set_message(message.to_string());
+                }
+            }
+            Event::Finished { instance, outcome } => {
+                if let Some(spinner) = self.spinners.lock().ok().and_then(|mut s| s.remove(instance)) {
+                    spinner.finish_and_clear();
+                    multi.remove(&spinner);
+                }
+                if let Outcome::Failed { error, .. } = outcome {
+                    let _ = multi.println(format!("FAILED {instance}: {error}"));
+                }
+                if let Some(bar) = self.overall.lock().ok().and_then(|o| o.clone()) {
+                    bar.inc(1);
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.overall.lock().ok().and_then(|mut o| o.take()) {
+            bar.finish_and_clear();
+        }
+    }
+}

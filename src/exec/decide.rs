@@ -1,0 +1,191 @@
+//! Whether an instance must run, and why: the one place that compares keys and records.
+//!
+//! Because a key covers the *content* of the inputs, an upstream instance that re-ran and wrote the
+//! same bytes leaves its dependents' keys unchanged: they stay cached (early cutoff) without any
+//! extra rule here.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::plan::{InputBinding, Instance};
+use crate::store::{InputHash, KeyMaterial, OutputRecord, Record, Store};
+
+/// Why an instance runs. Shown by `pipe status` and in `-v` logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// Never run with any parameters in this cache.
+    New,
+    Forced,
+    ParamsChanged(Vec<String>),
+    InputChanged(Vec<String>),
+    PluginVersion { from: u32, to: u32 },
+    PluginChanged { from: String },
+    SeedChanged { from: u64, to: u64 },
+    /// The record exists but outputs are missing or corrupt.
+    OutputDamaged(Vec<String>),
+    /// Same key as a previous result that is no longer in the cache (e.g. after `gc`).
+    NotCached,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::New => write!(f, "new"),
+            Reason::Forced => write!(f, "forced"),
+            Reason::ParamsChanged(keys) => write!(f, "params changed: {}", keys.join(", ")),
+            Reason::InputChanged(names) => write!(f, "input changed: {}", names.join(", ")),
+            Reason::PluginVersion { from, to } => write!(f, "plugin version {from} → {to}"),
+            Reason::PluginChanged { from } => write!(f, "plugin changed (was `{from}`)"),
+            Reason::SeedChanged { from, to } => write!(f, "seed {from} → {to}"),
+            Reason::OutputDamaged(names) => write!(f, "output missing or corrupt: {}", names.join(", ")),
+            Reason::NotCached => write!(f, "result no longer in the cache"),
+        }
+    }
+}
+
+/// The key material of an instance, given the outputs of its upstream instances.
+pub fn key_material(
+    instance: &Instance,
+    upstream: &dyn Fn(usize) -> Option<BTreeMap<String, OutputRecord>>,
+    label_of: &dyn Fn(usize) -> String,
+) -> Option<KeyMaterial> {
+    let mut inputs = BTreeMap::new();
+    for (name, binding) in &instance.inputs {
+        let hash = match binding {
+            InputBinding::One { instance, output } => InputHash::One(upstream(*instance)?.get(output)?.hash.clone()),
+            InputBinding::Many { instances, output } => {
+                let mut map = BTreeMap::new();
+                for &i in instances {
+                    map.insert(label_of(i), upstream(i)?.get(output)?.hash.clone());
+                }
+                InputHash::Many(map)
+            }
+        };
+        inputs.insert(name.clone(), hash);
+    }
+    Some(KeyMaterial {
+        kind: instance.plugin.kind().to_string(),
+        version: instance.plugin.version(),
+        params: instance.resolved.params.clone(),
+        seed: instance.seed,
+        inputs,
+    })
+}
+
+/// What the cache says about one instance whose key is known.
+pub enum Lookup {
+    Hit(Record),
+    Miss(Reason),
+}
+
+/// Looks the key up; a hit must have every output intact (damaged objects are discarded so the
+/// instance is recomputed).
+pub fn lookup(store: &Store, instance: &Instance, material: &KeyMaterial, forced: bool) -> Lookup {
+    let key = material.key();
+    if forced {
+        return Lookup::Miss(Reason::Forced);
+    }
+    match store.record(&key) {
+        Ok(Some(record)) => {
+            let mut damaged_outputs = Vec::new();
+            for (name, output) in &record.outputs {
+                let damaged = store.damaged_objects(output);
+                if !damaged.is_empty() {
+                    damaged.iter().for_each(|h| store.discard_object(h));
+                    damaged_outputs.push(name.clone());
+                }
+            }
+            if damaged_outputs.is_empty() {
+                Lookup::Hit(record)
+            } else {
+                tracing::warn!(
+                    "{}: cached output {} is missing or corrupt; recomputing",
+                    instance.name,
+                    damaged_outputs.join(", ")
+                );
+                store.discard_record(&record.key);
+                Lookup::Miss(Reason::OutputDamaged(damaged_outputs))
+            }
+        }
+        Ok(None) => Lookup::Miss(why_new_key(store, instance, material)),
+        Err(e) => {
+            tracing::warn!("{}: {e}; recomputing", instance.name);
+            Lookup::Miss(Reason::NotCached)
+        }
+    }
+}
+
+/// Compares the new key material with what the instance last produced.
+pub(crate) fn why_new_key(store: &Store, instance: &Instance, material: &KeyMaterial) -> Reason {
+    let Ok(Some(previous)) = store.latest_record(&instance.artifact_dir()) else {
+        return Reason::New;
+    };
+    let old = &previous.material;
+    if old.kind != material.kind {
+        return Reason::PluginChanged { from: old.kind.clone() };
+    }
+    if old.version != material.version {
+        return Reason::PluginVersion {
+            from: old.version,
+            to: material.version,
+        };
+    }
+    if old.params != material.params {
+        return Reason::ParamsChanged(changed_keys(&old.params, &material.params));
+    }
+    if old.seed != material.seed {
+        return Reason::SeedChanged {
+            from: old.seed,
+            to: material.seed,
+        };
+    }
+    let mut changed: Vec<String> = material
+        .inputs
+        .iter()
+        .filter(|(name, hash)| old.inputs.get(*name) != Some(hash))
+        .map(|(name, _)| name.clone())
+        .collect();
+    changed.extend(old.inputs.keys().filter(|n| !material.inputs.contains_key(*n)).cloned());
+    if changed.is_empty() {
+        Reason::NotCached
+    } else {
+        Reason::InputChanged(changed)
+    }
+}
+
+/// Dotted names of the parameters that differ (`outputs.text`, `lr`).
+fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    fn walk(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+        match (old, new) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    match (a.get(k), b.get(k)) {
+                        (Some(x), Some(y)) => walk(&path, x, y, out),
+                        _ => out.push(path),
+                    }
+                }
+            }
+            (a, b) if a != b => out.push(if prefix.is_empty() { "(all)".into() } else { prefix.to_string() }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", old, new, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changed_keys_are_dotted_and_sorted() {
+        let a = serde_json::json!({"lr": 0.1, "outputs": {"x": "a", "y": "b"}, "epochs": 3});
+        let b = serde_json::json!({"lr": 0.2, "outputs": {"x": "a", "y": "c"}, "epochs": 3});
+        assert_eq!(changed_keys(&a, &b), vec!["lr", "outputs.y"]);
+    }
+}

@@ -1,0 +1,171 @@
+//! Running one instance: stage its inputs, call the plugin, store its outputs, write the record.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::plan::{InputBinding, Plan};
+use crate::stage::{InputPaths, StageContext};
+use crate::store::{Key, KeyMaterial, OutputRecord, Record, Store};
+
+use super::{Event, Reason};
+
+pub(super) struct Job<'a> {
+    pub plan: &'a Plan,
+    pub store: &'a Store,
+    pub index: usize,
+    pub key: Key,
+    pub material: KeyMaterial,
+    pub reason: Reason,
+    /// Outputs of the upstream instances, by instance index.
+    pub upstream: BTreeMap<usize, BTreeMap<String, OutputRecord>>,
+}
+
+pub(super) struct Finished {
+    pub record: Record,
+    pub reason: Reason,
+}
+
+pub(super) struct Failure {
+    pub key: String,
+    pub message: String,
+    pub log: Option<PathBuf>,
+}
+
+impl Job<'_> {
+    pub fn execute(self, observe: &(dyn Fn(Event<'_>) + Sync)) -> Result<Finished, Failure> {
+        let instance = &self.plan.instances[self.index];
+        let staging = self.store.staging_dir(&self.key);
+        let log_path = self.store.log_path(&self.key);
+        let fail = |message: String| Failure {
+            key: self.key.hex(),
+            message,
+            log: log_path.exists().then(|| log_path.clone()),
+        };
+        let _ = fs::remove_dir_all(&staging);
+        let out_dir = staging.join("out");
+        let work_dir = staging.join("work");
+        let checkpoint_dir = self.store.checkpoint_dir(&self.key);
+        for dir in [&out_dir, &work_dir, &checkpoint_dir] {
+            fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let _ = fs::remove_file(&log_path);
+        let inputs = self
+            .stage_inputs(&staging.join("in"))
+            .map_err(|e| fail(format!("cannot stage inputs: {e}")))?;
+
+        let name = instance.name.as_str();
+        let progress = |message: &str| observe(Event::Progress { instance: name, message });
+        let mut ctx = StageContext {
+            instance: instance.name.clone(),
+            params: instance.resolved.params.clone(),
+            seed: instance.seed,
+            threads: instance.resolved.threads,
+            out_dir: out_dir.clone(),
+            work_dir,
+            checkpoint_dir: checkpoint_dir.clone(),
+            log_path: log_path.clone(),
+            inputs,
+            metrics: None,
+            progress: &progress,
+        };
+        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let clock = Instant::now();
+        tracing::info!("{name}: running ({})", self.reason);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| instance.plugin.run(&mut ctx)));
+        let seconds = clock.elapsed().as_secs_f64();
+        let outcome = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(panic) => Err(format!(
+                "the plugin panicked: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
+            )),
+        };
+        if let Err(message) = outcome {
+            let _ = fs::remove_dir_all(&staging);
+            let _ = fs::remove_dir(&checkpoint_dir); // only if the stage left no resume state
+            return Err(fail(message));
+        }
+
+        let mut outputs = BTreeMap::new();
+        for decl in &instance.resolved.outputs {
+            let path = out_dir.join(&decl.path);
+            let stored = self
+                .store
+                .put_output(&path, &decl.path, &decl.name)
+                .map_err(|e| fail(format!("{e}; the stage finished without writing `{}`", decl.path)))?;
+            outputs.insert(decl.name.clone(), stored);
+        }
+        let record = Record {
+            key: self.key.hex(),
+            instance: instance.name.clone(),
+            stage: instance.stage.clone(),
+            material: self.material,
+            outputs,
+            metrics: ctx.metrics.take(),
+            started_at,
+            seconds,
+            pipe_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        self.store
+            .write_record(&record, &instance.artifact_dir())
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = fs::remove_dir_all(&checkpoint_dir);
+        let _ = fs::remove_dir_all(&staging);
+        tracing::info!("{name}: done in {seconds:.2}s");
+        Ok(Finished {
+            record,
+            reason: self.reason,
+        })
+    }
+
+    /// Hard-links each input's objects under `in/<input>/`, with the producer's file name (one
+    /// input) or one entry per upstream instance label (fan-in).
+    fn stage_inputs(&self, root: &Path) -> Result<BTreeMap<String, InputPaths>, String> {
+        let instance = &self.plan.instances[self.index];
+        let mut inputs = BTreeMap::new();
+        for (name, binding) in &instance.inputs {
+            let dir = root.join(name);
+            let output_of = |up: usize, output: &str| -> Result<OutputRecord, String> {
+                self.upstream
+                    .get(&up)
+                    .and_then(|o| o.get(output))
+                    .cloned()
+                    .ok_or_else(|| format!("output `{output}` of `{}` is not available", self.plan.instances[up].name))
+            };
+            match binding {
+                InputBinding::One { instance: up, output } => {
+                    let record = output_of(*up, output)?;
+                    let file_name = Path::new(&record.path)
+                        .file_name()
+                        .map(|n| n.to_os_string())
+                        .unwrap_or_else(|| output.into());
+                    let dest = dir.join(file_name);
+                    self.store.materialize(&record, &dest).map_err(|e| e.to_string())?;
+                    inputs.insert(name.clone(), InputPaths::One(dest));
+                }
+                InputBinding::Many { instances, output } => {
+                    let mut entries = Vec::new();
+                    for &up in instances {
+                        let record = output_of(up, output)?;
+                        let upstream = &self.plan.instances[up];
+                        let label = upstream.label.clone().unwrap_or_else(|| upstream.stage.clone());
+                        let dest = dir.join(&label);
+                        self.store.materialize(&record, &dest).map_err(|e| e.to_string())?;
+                        entries.push((label, dest));
+                    }
+                    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+                    inputs.insert(name.clone(), InputPaths::Many(entries));
+                }
+            }
+        }
+        Ok(inputs)
+    }
+}

@@ -1,0 +1,364 @@
+//! The local executor: walks the plan, reuses cached instances, runs the rest in parallel under a
+//! thread budget, and records results atomically.
+//!
+//! Scheduling (which instance is ready, which are skipped) stays on the calling thread; each
+//! instance runs on a scoped worker thread and reports back over a channel. A failed instance
+//! skips only its dependents. A killed process leaves only staging directories (removed on the
+//! next run) and checkpoints (used to resume).
+
+mod decide;
+mod instance;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::plan::Plan;
+use crate::store::{OutputRecord, Store, StoreError};
+
+pub use decide::{key_material, lookup, Lookup, Reason};
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Thread slots shared by running instances.
+    pub jobs: usize,
+    /// Stage or instance names to recompute even if cached.
+    pub force: Vec<String>,
+    /// Stage or instance names to run (with what they need); empty = everything.
+    pub only: Vec<String>,
+    pub artifacts: PathBuf,
+}
+
+/// What happened to one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ran { seconds: f64, reason: Reason },
+    /// Reused from the cache; `cutoff` when an upstream instance re-ran with identical output.
+    Cached { cutoff: bool },
+    Failed { error: String, log: Option<PathBuf> },
+    Skipped { because: String },
+}
+
+/// Engine events, in the order they happen; the progress display and tests consume them.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    Planned { total: usize },
+    Started { instance: &'a str, reason: &'a Reason },
+    Progress { instance: &'a str, message: &'a str },
+    Finished { instance: &'a str, outcome: &'a Outcome },
+}
+
+#[derive(Debug, Clone)]
+pub struct InstanceReport {
+    pub name: String,
+    pub stage: String,
+    pub key: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// The result of `run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub reports: Vec<InstanceReport>,
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<&str> {
+        self.reports.iter().filter(|r| pick(&r.outcome)).map(|r| r.name.as_str()).collect()
+    }
+    pub fn ran(&self) -> Vec<&str> {
+        self.names(|o| matches!(o, Outcome::Ran { .. }))
+    }
+    pub fn cached(&self) -> Vec<&str> {
+        self.names(|o| matches!(o, Outcome::Cached { .. }))
+    }
+    pub fn failed(&self) -> Vec<&str> {
+        self.names(|o| matches!(o, Outcome::Failed { .. }))
+    }
+    pub fn skipped(&self) -> Vec<&str> {
+        self.names(|o| matches!(o, Outcome::Skipped { .. }))
+    }
+    pub fn success(&self) -> bool {
+        self.failed().is_empty() && self.skipped().is_empty()
+    }
+}
+
+/// Errors that stop the whole run (a failing instance does not: it is reported in the summary).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("`{0}` matches no stage or instance in this pipeline")]
+    UnknownSelector(String),
+}
+
+#[derive(Clone)]
+enum State {
+    Pending,
+    /// A cache miss waiting for thread slots.
+    Queued,
+    Running,
+    Done(BTreeMap<String, OutputRecord>),
+    Failed,
+}
+
+/// The instances `only` selects (with their dependencies) and the set `force` names.
+pub fn selection(plan: &Plan, only: &[String], force: &[String]) -> Result<(HashSet<usize>, HashSet<usize>), ExecError> {
+    let pick = |names: &[String]| -> Result<Vec<usize>, ExecError> {
+        let mut out = Vec::new();
+        for name in names {
+            let found = plan.select(name);
+            if found.is_empty() {
+                return Err(ExecError::UnknownSelector(name.clone()));
+            }
+            out.extend(found);
+        }
+        Ok(out)
+    };
+    let selected = if only.is_empty() {
+        (0..plan.instances.len()).collect()
+    } else {
+        plan.with_dependencies(&pick(only)?)
+    };
+    let forced = pick(force)?.into_iter().collect();
+    Ok((selected, forced))
+}
+
+/// Runs the plan. Takes the cache lock for the duration.
+pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(Event<'_>) + Sync)) -> Result<RunSummary, ExecError> {
+    let started = Instant::now();
+    let (selected, forced) = selection(plan, &options.only, &options.force)?;
+    let _lock = store.lock(|message| tracing::warn!("{message}"))?;
+    let leftovers = store.clear_staging()?;
+    if leftovers > 0 {
+        tracing::info!("removed {leftovers} staging directories left by an interrupted run");
+    }
+
+    let n = plan.instances.len();
+    let mut state = vec![State::Pending; n];
+    let mut outcomes: Vec<Option<(Outcome, Option<String>)>> = vec![None; n];
+    let mut ran_this_run = vec![false; n];
+    let jobs = options.jobs.max(1);
+    let mut free_slots = jobs;
+    let mut running = 0usize;
+    observe(Event::Planned { total: selected.len() });
+
+    let label_of = |i: usize| {
+        let inst = &plan.instances[i];
+        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
+    };
+
+    std::thread::scope(|scope| -> Result<(), ExecError> {
+        let (sender, receiver) = mpsc::channel::<(usize, Result<instance::Finished, instance::Failure>)>();
+        let mut queue: std::collections::VecDeque<instance::Job<'_>> = std::collections::VecDeque::new();
+        loop {
+            // Start or resolve everything that is ready, in plan order.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for &i in &plan.order {
+                    if !selected.contains(&i) || !matches!(state[i], State::Pending) {
+                        continue;
+                    }
+                    let instance = &plan.instances[i];
+                    if let Some(&bad) = instance.deps.iter().find(|&&d| matches!(state[d], State::Failed)) {
+                        state[i] = State::Failed;
+                        let outcome = Outcome::Skipped {
+                            because: format!("`{}` did not finish", plan.instances[bad].name),
+                        };
+                        observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                        outcomes[i] = Some((outcome, None));
+                        progressed = true;
+                        continue;
+                    }
+                    if !instance.deps.iter().all(|&d| matches!(state[d], State::Done(_))) {
+                        continue;
+                    }
+                    let upstream = |u: usize| match &state[u] {
+                        State::Done(outputs) => Some(outputs.clone()),
+                        _ => None,
+                    };
+                    let Some(material) = key_material(instance, &upstream, &label_of) else {
+                        continue;
+                    };
+                    let inputs: BTreeMap<usize, BTreeMap<String, OutputRecord>> =
+                        instance.deps.iter().filter_map(|&d| upstream(d).map(|o| (d, o))).collect();
+                    progressed = true;
+                    match lookup(store, instance, &material, forced.contains(&i)) {
+                        Lookup::Hit(record) => {
+                            materialize(store, &options.artifacts, &instance.artifact_dir(), &record.outputs)?;
+                            let cutoff = instance.deps.iter().any(|&d| ran_this_run[d]);
+                            store.note_latest(&instance.artifact_dir(), &record.key)?;
+                            let outcome = Outcome::Cached { cutoff };
+                            observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                            outcomes[i] = Some((outcome, Some(record.key.clone())));
+                            state[i] = State::Done(record.outputs);
+                        }
+                        Lookup::Miss(reason) => {
+                            state[i] = State::Queued;
+                            queue.push_back(instance::Job {
+                                plan,
+                                store,
+                                index: i,
+                                key: material.key(),
+                                material,
+                                reason,
+                                upstream: inputs,
+                            });
+                        }
+                    }
+                }
+            }
+            // Start queued work while thread slots last; an instance wider than `jobs` runs alone.
+            while let Some(job) = queue.front() {
+                let threads = plan.instances[job.index].resolved.threads;
+                if running > 0 && threads > free_slots {
+                    break;
+                }
+                let Some(job) = queue.pop_front() else { break };
+                free_slots = free_slots.saturating_sub(threads);
+                running += 1;
+                let i = job.index;
+                state[i] = State::Running;
+                observe(Event::Started { instance: &plan.instances[i].name, reason: &job.reason });
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    let result = job.execute(observe);
+                    let _ = sender.send((i, result));
+                });
+            }
+            if running == 0 {
+                break;
+            }
+            let Ok((i, result)) = receiver.recv() else { break };
+            running -= 1;
+            free_slots = (free_slots + plan.instances[i].resolved.threads).min(jobs);
+            let instance = &plan.instances[i];
+            match result {
+                Ok(finished) => {
+                    materialize(store, &options.artifacts, &instance.artifact_dir(), &finished.record.outputs)?;
+                    let outcome = Outcome::Ran {
+                        seconds: finished.record.seconds,
+                        reason: finished.reason,
+                    };
+                    observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                    outcomes[i] = Some((outcome, Some(finished.record.key.clone())));
+                    ran_this_run[i] = true;
+                    state[i] = State::Done(finished.record.outputs);
+                }
+                Err(failure) => {
+                    let outcome = Outcome::Failed {
+                        error: failure.message,
+                        log: failure.log,
+                    };
+                    observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                    outcomes[i] = Some((outcome, Some(failure.key)));
+                    state[i] = State::Failed;
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    let reports = plan
+        .order
+        .iter()
+        .filter_map(|&i| {
+            outcomes[i].take().map(|(outcome, key)| InstanceReport {
+                name: plan.instances[i].name.clone(),
+                stage: plan.instances[i].stage.clone(),
+                key,
+                outcome,
+            })
+        })
+        .collect();
+    Ok(RunSummary {
+        reports,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn materialize(store: &Store, artifacts: &Path, dir: &str, outputs: &BTreeMap<String, OutputRecord>) -> Result<(), StoreError> {
+    for output in outputs.values() {
+        store.materialize(output, &artifacts.join(dir).join(&output.path))?;
+    }
+    Ok(())
+}
+
+/// One line of `pipe status`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    UpToDate,
+    WillRun(Reason),
+    /// Its key depends on upstream instances that will run first.
+    AfterUpstream(Vec<String>),
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Status::UpToDate => write!(f, "up to date"),
+            Status::WillRun(reason) => write!(f, "will run ({reason})"),
+            Status::AfterUpstream(names) => write!(
+                f,
+                "will run if {} change{} its output",
+                names.join(", "),
+                if names.len() == 1 { "s" } else { "" }
+            ),
+        }
+    }
+}
+
+/// For each instance (plan order): up to date, or will run and why. Reads the cache only.
+pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Result<Vec<(usize, Status)>, ExecError> {
+    let (_, forced) = selection(plan, &[], force)?;
+    let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
+    let mut out = Vec::new();
+    let label_of = |i: usize| {
+        let inst = &plan.instances[i];
+        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
+    };
+    for &i in &plan.order {
+        let instance = &plan.instances[i];
+        let upstream = |u: usize| known[u].clone();
+        let status = match key_material(instance, &upstream, &label_of) {
+            None => Status::AfterUpstream(
+                instance
+                    .deps
+                    .iter()
+                    .filter(|&&d| known[d].is_none())
+                    .map(|&d| plan.instances[d].name.clone())
+                    .collect(),
+            ),
+            Some(material) => {
+                if forced.contains(&i) {
+                    Status::WillRun(Reason::Forced)
+                } else {
+                    match store.record(&material.key()) {
+                        Ok(Some(record)) => {
+                            let damaged: Vec<String> = record
+                                .outputs
+                                .iter()
+                                .filter(|(_, o)| !store.output_intact(o))
+                                .map(|(n, _)| n.clone())
+                                .collect();
+                            if damaged.is_empty() {
+                                known[i] = Some(record.outputs);
+                                Status::UpToDate
+                            } else {
+                                Status::WillRun(Reason::OutputDamaged(damaged))
+                            }
+                        }
+                        _ => Status::WillRun(decide::why_new_key(store, instance, &material)),
+                    }
+                }
+            }
+        };
+        out.push((i, status));
+    }
+    Ok(out)
+}
+

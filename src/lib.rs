@@ -1,0 +1,17 @@
+//! `pipe`: a declarative pipeline orchestrator for machine-learning experiments.
+//!
+//! A pipeline file ([`spec`]) expands into a validated DAG of stage instances ([`plan`]); the
+//! executor ([`exec`]) reuses what the content-addressed cache ([`store`]) already holds and runs
+//! the rest through stage plugins ([`stage`], [`stages`]).
+
+pub mod cli;
+pub mod exec;
+pub mod plan;
+pub mod spec;
+pub mod stage;
+pub mod stages;
+pub mod store;
+
+pub use exec::{run, Event, Outcome, RunOptions, RunSummary};
+pub use plan::Plan;
+pub use store::Store;

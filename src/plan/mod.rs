@@ -1,0 +1,571 @@
+//! From a parsed pipeline file to a plan: `foreach` expansion, interpolation, typed parameters,
+//! input wiring and the instance DAG (petgraph), validated as a whole before anything runs.
+//!
+//! Like turborepo's `validate()`, planning collects every problem of the file, so a user fixes
+//! them in one pass.
+
+mod inputs;
+mod render;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_yaml::Value;
+
+use crate::spec::{self, Diagnostic, Scope, SourceFile, SpecErrors};
+use crate::stage::{registry, InputSpec, ParamError, Resolved, Stage};
+
+pub use inputs::InputRef;
+pub use render::{render_dag, DagFormat};
+
+/// How an instance's input is wired to upstream outputs.
+#[derive(Debug, Clone)]
+pub enum InputBinding {
+    One { instance: usize, output: String },
+    /// Fan-in over these upstream instances, in their declaration order.
+    Many { instances: Vec<usize>, output: String },
+}
+
+/// One concrete unit of work: a stage with one combination of its `foreach` values.
+pub struct Instance {
+    pub index: usize,
+    /// `words[alpha]`, or `joined` when the stage has no matrix.
+    pub name: String,
+    pub stage: String,
+    /// Matrix values joined by `-` (`lstm-both`); used for artifact paths and fan-in entries.
+    pub label: Option<String>,
+    pub matrix: IndexMap<String, Value>,
+    pub plugin: Arc<dyn Stage>,
+    pub resolved: Resolved,
+    pub seed: u64,
+    pub inputs: BTreeMap<String, InputBinding>,
+    /// Upstream instances (inputs and `needs`), sorted, without duplicates.
+    pub deps: Vec<usize>,
+}
+
+impl Instance {
+    /// Relative artifact directory: `<stage>` or `<stage>/<label>`.
+    pub fn artifact_dir(&self) -> String {
+        match &self.label {
+            Some(label) => format!("{}/{}", self.stage, label),
+            None => self.stage.clone(),
+        }
+    }
+}
+
+/// A validated pipeline, ready to execute.
+pub struct Plan {
+    pub source: SourceFile,
+    pub instances: Vec<Instance>,
+    /// Instance indices in a dependency-respecting order.
+    pub order: Vec<usize>,
+    pub graph: DiGraph<usize, ()>,
+}
+
+impl Plan {
+    /// Loads, expands and validates a pipeline file.
+    pub fn load(path: &Path) -> Result<Plan, SpecErrors> {
+        Self::from_source(SourceFile::load(path)?)
+    }
+
+    pub fn from_source(source: SourceFile) -> Result<Plan, SpecErrors> {
+        let mut builder = Builder {
+            source: &source,
+            diagnostics: Vec::new(),
+        };
+        let instances = builder.expand();
+        let mut diagnostics = builder.diagnostics;
+        let (graph, order) = match build_graph(&instances) {
+            Ok(ok) => ok,
+            Err(cycle) => {
+                let first = instances[cycle[0]].stage.clone();
+                diagnostics.push(source.at_key(
+                    &format!("stages.{first}"),
+                    format!(
+                        "the pipeline has a cycle: {}",
+                        cycle
+                            .iter()
+                            .chain(std::iter::once(&cycle[0]))
+                            .map(|&i| instances[i].name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
+                    Some("a stage cannot depend on its own outputs; remove one of these inputs or needs".into()),
+                ));
+                (DiGraph::new(), Vec::new())
+            }
+        };
+        if !diagnostics.is_empty() {
+            let mut seen = HashSet::new();
+            diagnostics.retain(|d| seen.insert((d.pos, d.message.clone())));
+            return Err(SpecErrors(diagnostics));
+        }
+        Ok(Plan {
+            source,
+            instances,
+            order,
+            graph,
+        })
+    }
+
+    /// Indices of instances whose stage or instance name is `selector`.
+    pub fn select(&self, selector: &str) -> Vec<usize> {
+        self.instances
+            .iter()
+            .filter(|i| i.stage == selector || i.name == selector)
+            .map(|i| i.index)
+            .collect()
+    }
+
+    /// `selected` plus everything they (transitively) depend on.
+    pub fn with_dependencies(&self, selected: &[usize]) -> HashSet<usize> {
+        let mut keep = HashSet::new();
+        let mut stack: Vec<usize> = selected.to_vec();
+        while let Some(i) = stack.pop() {
+            if keep.insert(i) {
+                stack.extend(&self.instances[i].deps);
+            }
+        }
+        keep
+    }
+
+    /// Stage names in file order.
+    pub fn stage_names(&self) -> Vec<&str> {
+        self.source.spec.stages.keys().map(String::as_str).collect()
+    }
+}
+
+struct Builder<'a> {
+    source: &'a SourceFile,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// A stage's expanded instances, before inputs are wired.
+struct Expanded {
+    stage: String,
+    indices: Vec<usize>,
+}
+
+impl Builder<'_> {
+    fn expand(&mut self) -> Vec<Instance> {
+        let spec = &self.source.spec;
+        let mut instances: Vec<Instance> = Vec::new();
+        let mut by_stage: HashMap<String, Expanded> = HashMap::new();
+        let mut names: HashSet<String> = HashSet::new();
+        if spec.stages.is_empty() {
+            self.diagnostics.push(self.source.at_key(
+                "stages",
+                "the pipeline has no stages".into(),
+                Some("add at least one entry under `stages:`".into()),
+            ));
+        }
+
+        for (stage_name, stage) in &spec.stages {
+            let base = format!("stages.{stage_name}");
+            if let Some(bad) = stage_name
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+            {
+                self.diagnostics.push(self.source.at_key(
+                    &base,
+                    format!("stage name `{stage_name}` contains `{bad}`"),
+                    Some("use letters, digits, `_` and `-` only".into()),
+                ));
+                continue;
+            }
+            let Some(plugin) = registry().get(&stage.uses) else {
+                let suggestion = spec::suggest(&stage.uses, registry().kinds());
+                self.diagnostics.push(self.source.at_value(
+                    &format!("{base}.uses"),
+                    format!("unknown plugin `{}` in stage `{stage_name}`", stage.uses),
+                    Some(match suggestion {
+                        Some(s) => format!("did you mean `{s}`? (`pipe plugins` lists all)"),
+                        None => format!(
+                            "available plugins: {} (`pipe plugins` shows their parameters)",
+                            registry().kinds().collect::<Vec<_>>().join(", ")
+                        ),
+                    }),
+                ));
+                continue;
+            };
+            let Some(combinations) = self.matrix(stage_name, &stage.foreach) else {
+                continue;
+            };
+            let mut indices = Vec::new();
+            for matrix in combinations {
+                let seed = stage.seed.unwrap_or(spec.seed);
+                let scope = Scope {
+                    vars: &spec.vars,
+                    matrix: &matrix,
+                    seed,
+                };
+                let label = (!matrix.is_empty()).then(|| {
+                    matrix
+                        .values()
+                        .map(|v| sanitize(&spec::scalar_text(v).unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join("-")
+                });
+                let name = if matrix.is_empty() {
+                    stage_name.clone()
+                } else {
+                    format!(
+                        "{stage_name}[{}]",
+                        matrix
+                            .values()
+                            .map(|v| spec::scalar_text(v).unwrap_or_default())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    )
+                };
+                if !names.insert(name.clone()) {
+                    self.diagnostics.push(self.source.at_key(
+                        &format!("{base}.foreach"),
+                        format!("duplicate instance `{name}`"),
+                        Some("each combination of `foreach` values must be unique".into()),
+                    ));
+                    continue;
+                }
+                let with = match spec::interpolate(&Value::Mapping(stage.with.clone()), &scope) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        self.diagnostics.push(self.source.at_value(
+                            &format!("{base}.with.{}", e.path),
+                            format!("stage `{stage_name}`: {}", e.message),
+                            e.help,
+                        ));
+                        continue;
+                    }
+                };
+                let resolved = match plugin.resolve(&with) {
+                    Ok(r) => r,
+                    Err(errors) => {
+                        for error in errors {
+                            self.param_diagnostic(stage_name, plugin.kind(), &name, error);
+                        }
+                        continue;
+                    }
+                };
+                let index = instances.len();
+                indices.push(index);
+                instances.push(Instance {
+                    index,
+                    name,
+                    stage: stage_name.clone(),
+                    label,
+                    matrix,
+                    plugin: plugin.clone(),
+                    resolved,
+                    seed,
+                    inputs: BTreeMap::new(),
+                    deps: Vec::new(),
+                });
+            }
+            by_stage.insert(
+                stage_name.clone(),
+                Expanded {
+                    stage: stage_name.clone(),
+                    indices,
+                },
+            );
+        }
+
+        // Wire inputs and needs now that every stage's instances exist.
+        for i in 0..instances.len() {
+            let stage_name = instances[i].stage.clone();
+            let stage = &spec.stages[&stage_name];
+            let scope_matrix = instances[i].matrix.clone();
+            let seed = instances[i].seed;
+            let scope = Scope {
+                vars: &spec.vars,
+                matrix: &scope_matrix,
+                seed,
+            };
+            let mut deps: Vec<usize> = Vec::new();
+            let mut bindings = BTreeMap::new();
+            for (input_name, text) in &stage.inputs {
+                let path = format!("stages.{stage_name}.inputs.{input_name}");
+                match self.bind_input(&instances, &by_stage, &scope, text, &path) {
+                    Some(binding) => {
+                        match &binding {
+                            InputBinding::One { instance, .. } => deps.push(*instance),
+                            InputBinding::Many { instances: ups, .. } => deps.extend(ups),
+                        }
+                        bindings.insert(input_name.clone(), binding);
+                    }
+                    None => continue,
+                }
+            }
+            self.check_input_names(&instances[i], &bindings, &stage.inputs);
+            for (n, need) in stage.needs.iter().enumerate() {
+                let path = format!("stages.{stage_name}.needs.{n}");
+                if let Some(ups) = self.bind_need(&instances, &by_stage, &scope, need, &path) {
+                    deps.extend(ups);
+                }
+            }
+            deps.sort_unstable();
+            deps.dedup();
+            instances[i].inputs = bindings;
+            instances[i].deps = deps;
+        }
+        instances
+    }
+
+    /// The cartesian product of the `foreach` lists, in key order (first key varies slowest).
+    fn matrix(
+        &mut self,
+        stage_name: &str,
+        foreach: &IndexMap<String, Value>,
+    ) -> Option<Vec<IndexMap<String, Value>>> {
+        let vars = &self.source.spec.vars;
+        let empty = IndexMap::new();
+        let scope = Scope {
+            vars,
+            matrix: &empty,
+            seed: self.source.spec.seed,
+        };
+        let mut combos: Vec<IndexMap<String, Value>> = vec![IndexMap::new()];
+        let mut ok = true;
+        for (key, raw) in foreach {
+            let path = format!("stages.{stage_name}.foreach.{key}");
+            let value = match spec::interpolate(raw, &scope) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.diagnostics
+                        .push(self.source.at_value(&path, e.message, e.help));
+                    ok = false;
+                    continue;
+                }
+            };
+            let items = match value {
+                Value::Sequence(items) if !items.is_empty() => items,
+                _ => {
+                    self.diagnostics.push(self.source.at_value(
+                        &path,
+                        format!("`foreach.{key}` of stage `{stage_name}` must be a non-empty list"),
+                        Some(format!("write e.g. `{key}: [a, b]` or `{key}: ${{vars.NAME}}` naming a list")),
+                    ));
+                    ok = false;
+                    continue;
+                }
+            };
+            if let Some(bad) = items.iter().position(|v| spec::scalar_text(v).is_none()) {
+                self.diagnostics.push(self.source.at_value(
+                    &format!("{path}.{bad}"),
+                    format!("`foreach.{key}` values must be scalars (text, numbers, booleans)"),
+                    None,
+                ));
+                ok = false;
+                continue;
+            }
+            combos = combos
+                .into_iter()
+                .flat_map(|combo| {
+                    items.iter().map(move |item| {
+                        let mut next = combo.clone();
+                        next.insert(key.clone(), item.clone());
+                        next
+                    })
+                })
+                .collect();
+        }
+        ok.then_some(combos)
+    }
+
+    fn param_diagnostic(&mut self, stage: &str, kind: &str, instance: &str, error: ParamError) {
+        let base = format!("stages.{stage}.with");
+        let d = match error {
+            ParamError::Unknown {
+                field,
+                suggestion,
+                known,
+            } => self.source.at_key(
+                &format!("{base}.{field}"),
+                format!("unknown parameter `{field}` for plugin `{kind}` in stage `{stage}`"),
+                Some(match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("parameters of `{kind}`: {}", known.join(", ")),
+                }),
+            ),
+            ParamError::Missing { field } => self.source.at_key(
+                &format!("stages.{stage}.uses"),
+                format!("missing parameter `{field}` for plugin `{kind}` in stage `{stage}`"),
+                Some(format!("add `{field}: ...` under `with:` (`pipe plugins` describes it)")),
+            ),
+            ParamError::Invalid { field, message } => {
+                let at = if field.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}.{field}")
+                };
+                let what = if field.is_empty() {
+                    "parameters".to_string()
+                } else {
+                    format!("parameter `{field}`")
+                };
+                let instance_note = if instance == stage {
+                    String::new()
+                } else {
+                    format!(" (instance `{instance}`)")
+                };
+                self.source.at_value(
+                    &at,
+                    format!("invalid {what} for plugin `{kind}` in stage `{stage}`{instance_note}: {message}"),
+                    Some("`pipe plugins` lists each parameter with its type".into()),
+                )
+            }
+        };
+        self.diagnostics.push(d);
+    }
+
+    fn check_input_names(
+        &mut self,
+        instance: &Instance,
+        bindings: &BTreeMap<String, InputBinding>,
+        declared: &IndexMap<String, String>,
+    ) {
+        let stage = &instance.stage;
+        for name in declared.keys() {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                self.diagnostics.push(self.source.at_key(
+                    &format!("stages.{stage}.inputs.{name}"),
+                    format!("input name `{name}` of stage `{stage}` must use letters, digits and `_`"),
+                    Some("input names become environment variables (`PIPE_IN_NAME`)".into()),
+                ));
+            }
+        }
+        let InputSpec::Named(expected) = instance.plugin.inputs() else {
+            return;
+        };
+        let kind = instance.plugin.kind();
+        for name in declared.keys() {
+            match expected.iter().find(|e| e.name == name) {
+                None => {
+                    let suggestion = spec::suggest(name, expected.iter().map(|e| e.name));
+                    self.diagnostics.push(self.source.at_key(
+                        &format!("stages.{stage}.inputs.{name}"),
+                        format!("plugin `{kind}` has no input `{name}` (stage `{stage}`)"),
+                        Some(match suggestion {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!(
+                                "inputs of `{kind}`: {}",
+                                expected.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+                            ),
+                        }),
+                    ));
+                }
+                Some(decl) => {
+                    if let Some(InputBinding::Many { .. }) = bindings.get(name.as_str()) {
+                        if !decl.fan_in {
+                            self.diagnostics.push(self.source.at_value(
+                                &format!("stages.{stage}.inputs.{name}"),
+                                format!("input `{name}` of plugin `{kind}` takes one artifact, not a fan-in"),
+                                Some("name one instance, e.g. `STAGE[value].OUTPUT`".into()),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for decl in expected.iter().filter(|d| d.required) {
+            if !declared.contains_key(decl.name) {
+                self.diagnostics.push(self.source.at_key(
+                    &format!("stages.{stage}.uses"),
+                    format!("stage `{stage}` (plugin `{kind}`) needs input `{}`: {}", decl.name, decl.about),
+                    Some(format!("add `inputs: {{{}: STAGE.OUTPUT}}`", decl.name)),
+                ));
+            }
+        }
+    }
+}
+
+/// Replaces characters that are unsafe in a path component.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '=') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The instance DAG and a topological order, or one cycle (instance indices).
+fn build_graph(instances: &[Instance]) -> Result<(DiGraph<usize, ()>, Vec<usize>), Vec<usize>> {
+    let mut graph = DiGraph::with_capacity(instances.len(), instances.len());
+    let nodes: Vec<NodeIndex> = instances.iter().map(|i| graph.add_node(i.index)).collect();
+    for instance in instances {
+        for &dep in &instance.deps {
+            graph.add_edge(nodes[dep], nodes[instance.index], ());
+        }
+    }
+    // Kahn's algorithm, always taking the lowest ready index: a stable order that follows the
+    // file wherever dependencies allow.
+    let mut indegree: Vec<usize> = instances.iter().map(|i| i.deps.len()).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); instances.len()];
+    for instance in instances {
+        for &dep in &instance.deps {
+            dependents[dep].push(instance.index);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..instances.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut order = Vec::with_capacity(instances.len());
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &dependents[i] {
+            indegree[d] -= 1;
+            if indegree[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    if order.len() == instances.len() {
+        Ok((graph, order))
+    } else {
+        Err(find_cycle(&graph))
+    }
+}
+
+/// One cycle, in dependency order, from the first strongly connected component that has one.
+fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {
+    for component in petgraph::algo::tarjan_scc(graph) {
+        let start = component[0];
+        let self_loop = graph.contains_edge(start, start);
+        if component.len() == 1 && !self_loop {
+            continue;
+        }
+        if self_loop {
+            return vec![graph[start]];
+        }
+        let members: HashSet<NodeIndex> = component.iter().copied().collect();
+        // Breadth-first from `start` inside the component until we come back to it.
+        let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([start]);
+        while let Some(node) = queue.pop_front() {
+            for next in graph.neighbors(node) {
+                if next == start {
+                    let mut path = vec![node];
+                    let mut cur = node;
+                    while let Some(&p) = parent.get(&cur) {
+                        path.push(p);
+                        cur = p;
+                    }
+                    path.reverse();
+                    return path.into_iter().map(|n| graph[n]).collect();
+                }
+                if members.contains(&next) && !parent.contains_key(&next) && next != start {
+                    parent.insert(next, node);
+                    queue.push_back(next);
+                }
+            }
+        }
+        return component.iter().map(|n| graph[*n]).collect();
+    }
+    Vec::new()
+}

@@ -1,0 +1,266 @@
+//! The pipeline file: its serde schema, parsing with positions, and `${...}` interpolation.
+//!
+//! This layer only reads and checks the shape of the file. Expanding `foreach`, checking plugins,
+//! parameters and inputs is the plan's job (`crate::plan`), which reports through the same
+//! [`Diagnostic`] type so every problem of a file is shown at once, each with file:line:column.
+
+mod interpolate;
+mod location;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+pub use interpolate::{interpolate, scalar_text, substitute, Scope};
+pub use location::{LocationIndex, Pos};
+
+/// A parsed pipeline file, before expansion.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Seed handed to every stage (a stage may override it).
+    #[serde(default)]
+    pub seed: u64,
+    /// Values available as `${vars.NAME}` in `with`, `inputs` and `foreach`.
+    #[serde(default)]
+    pub vars: IndexMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    pub settings: Settings,
+    pub stages: IndexMap<String, StageSpec>,
+}
+
+/// Pipeline-wide settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Default for `--jobs` (parallel thread slots).
+    pub jobs: Option<usize>,
+    /// Where instances run. Only `local` exists today.
+    #[serde(default)]
+    pub executor: ExecutorKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    #[default]
+    Local,
+}
+
+/// One `stages:` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Plugin kind, e.g. `cmd` or `rnn.train`.
+    pub uses: String,
+    /// Plugin parameters (typed and checked by the plugin).
+    #[serde(default)]
+    pub with: serde_yaml::Mapping,
+    /// Named inputs: `STAGE.OUTPUT`, `STAGE[v].OUTPUT` or the fan-in `STAGE[*].OUTPUT`.
+    #[serde(default)]
+    pub inputs: IndexMap<String, String>,
+    /// Ordering-only dependencies: `STAGE` or `STAGE[v]`.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// Matrix: key → list of values (or `${vars.x}` naming a list); the cartesian product.
+    #[serde(default)]
+    pub foreach: IndexMap<String, serde_yaml::Value>,
+    /// Overrides the pipeline seed for this stage.
+    pub seed: Option<u64>,
+}
+
+/// A parsed file with what error reporting needs.
+#[derive(Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub spec: PipelineSpec,
+    pub locations: LocationIndex,
+}
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub pos: Option<Pos>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(pos) = self.pos {
+            write!(f, ":{}:{}", pos.line, pos.col)?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in a pipeline file; nothing runs while there is one.
+#[derive(Debug, thiserror::Error)]
+pub struct SpecErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for SpecErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {d}")?;
+        }
+        let n = self.0.len();
+        write!(
+            f,
+            "\n{n} error{} in the pipeline file; nothing was run",
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl SourceFile {
+    /// Reads and parses a pipeline file.
+    pub fn load(path: &Path) -> Result<Self, SpecErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecErrors(vec![Diagnostic {
+                file: path.to_path_buf(),
+                pos: None,
+                message: format!("cannot read the pipeline file: {e}"),
+                help: Some("check the path given to `pipe`".into()),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses pipeline text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SpecErrors> {
+        let locations = LocationIndex::build(text);
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, PipelineSpec>(deserializer) {
+            Ok(spec) => Ok(SourceFile {
+                path: path.to_path_buf(),
+                spec,
+                locations,
+            }),
+            Err(err) => {
+                let field = err.path().to_string();
+                let inner = err.into_inner();
+                let pos = inner
+                    .location()
+                    .map(|l| Pos {
+                        line: l.line(),
+                        col: l.column(),
+                    })
+                    .or_else(|| locations.value(&field));
+                let message = clean_serde_message(&inner.to_string());
+                let help = help_for_shape_error(&field, &message);
+                let message = if field.is_empty() || field == "." {
+                    message
+                } else {
+                    format!("`{field}`: {message}")
+                };
+                Err(SpecErrors(vec![Diagnostic {
+                    file: path.to_path_buf(),
+                    pos,
+                    message,
+                    help,
+                }]))
+            }
+        }
+    }
+
+    /// A diagnostic pointing at the key at `path` (or its value, or a parent).
+    pub fn at_key(&self, path: &str, message: String, help: Option<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.path.clone(),
+            pos: self.locations.key(path).or_else(|| self.locations.value(path)),
+            message,
+            help,
+        }
+    }
+
+    /// A diagnostic pointing at the value at `path`.
+    pub fn at_value(&self, path: &str, message: String, help: Option<String>) -> Diagnostic {
+        Diagnostic {
+            file: self.path.clone(),
+            pos: self.locations.value(path),
+            message,
+            help,
+        }
+    }
+}
+
+/// serde_yaml appends " at line L column C" itself; the diagnostic prints the position up front.
+fn clean_serde_message(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(cut) => message[..cut].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn help_for_shape_error(field: &str, message: &str) -> Option<String> {
+    if message.contains("missing field `stages`") {
+        return Some("a pipeline needs a `stages:` map of name → {uses, with, inputs}".into());
+    }
+    if message.starts_with("unknown field") {
+        let known = match field.split('.').count() {
+            1 | 0 => "seed, vars, settings, stages",
+            _ if field.starts_with("settings") => "jobs, executor",
+            _ => "uses, with, inputs, needs, foreach, seed",
+        };
+        return Some(format!("the keys allowed here are: {known}"));
+    }
+    None
+}
+
+/// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_minimal_pipeline() {
+        let text = "stages:\n  a:\n    uses: cmd\n    with: {run: 'true', outputs: {}}\n";
+        let file = SourceFile::parse(Path::new("p.yaml"), text).unwrap();
+        assert_eq!(file.spec.stages["a"].uses, "cmd");
+        assert_eq!(file.spec.seed, 0);
+    }
+
+    #[test]
+    fn malformed_yaml_reports_line_and_column() {
+        let text = "stages:\n  a:\n    uses: cmd\n   with: [\n";
+        let err = SourceFile::parse(Path::new("p.yaml"), text).unwrap_err();
+        let d = &err.0[0];
+        assert!(d.pos.is_some(), "{d}");
+        assert!(err.to_string().starts_with("error: p.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_stage_key_is_named_with_position() {
+        let text = "stages:\n  a:\n    uses: cmd\n    wiht: {}\n";
+        let err = SourceFile::parse(Path::new("p.yaml"), text).unwrap_err();
+        let shown = err.to_string();
+        assert!(shown.contains("p.yaml:4:"), "{shown}");
+        assert!(shown.contains("unknown field `wiht`"), "{shown}");
+    }
+
+    #[test]
+    fn suggestions_find_close_names_only() {
+        assert_eq!(suggest("rnn.trian", ["rnn.train", "cmd"]), Some("rnn.train"));
+        assert_eq!(suggest("zzz", ["rnn.train", "cmd"]), None);
+    }
+}

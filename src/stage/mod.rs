@@ -1,0 +1,363 @@
+//! The contract between the engine and a stage plugin.
+//!
+//! A plugin implements [`Plugin`] with typed parameters; the blanket [`Stage`] impl turns that into
+//! the object-safe interface the engine calls. Plugins never see the store: they read inputs from
+//! paths, write outputs into `out_dir`, and may keep resume state in `checkpoint_dir`.
+
+mod registry;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use registry::{registry, Registry};
+
+/// An output a stage instance promises to produce: its name and its path under `out_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputDecl {
+    pub name: String,
+    pub path: String,
+}
+
+impl OutputDecl {
+    pub fn new(name: &str, path: &str) -> Self {
+        OutputDecl {
+            name: name.to_string(),
+            path: path.to_string(),
+        }
+    }
+}
+
+/// The inputs a plugin accepts.
+#[derive(Debug, Clone)]
+pub enum InputSpec {
+    /// Any names (the `cmd` plugin).
+    Any,
+    /// Exactly these names.
+    Named(Vec<InputDecl>),
+}
+
+#[derive(Debug, Clone)]
+pub struct InputDecl {
+    pub name: &'static str,
+    /// `STAGE[*].OUTPUT`: one path per upstream instance.
+    pub fan_in: bool,
+    pub required: bool,
+    pub about: &'static str,
+}
+
+/// Parameters after typing: canonical JSON (defaults filled in), outputs and thread budget.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub params: serde_json::Value,
+    pub outputs: Vec<OutputDecl>,
+    pub threads: usize,
+}
+
+/// Why parameters were rejected; `field` is dotted relative to `with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamError {
+    Unknown {
+        field: String,
+        suggestion: Option<String>,
+        known: Vec<String>,
+    },
+    Missing {
+        field: String,
+    },
+    Invalid {
+        field: String,
+        message: String,
+    },
+}
+
+/// A stage that failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{0}")]
+    Failed(String),
+    #[error("input `{0}` was not provided")]
+    MissingInput(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl StageError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Paths of one input, as handed to the plugin.
+#[derive(Debug, Clone)]
+pub enum InputPaths {
+    One(PathBuf),
+    /// Fan-in: (instance label, path), in the upstream stage's instance order.
+    Many(Vec<(String, PathBuf)>),
+}
+
+/// Everything a running stage instance may use.
+pub struct StageContext<'a> {
+    pub instance: String,
+    pub params: serde_json::Value,
+    pub seed: u64,
+    pub threads: usize,
+    /// Where outputs are written (their declared relative paths).
+    pub out_dir: PathBuf,
+    /// A scratch directory, removed after the run.
+    pub work_dir: PathBuf,
+    /// Survives crashes and is removed after success: resume state for long stages.
+    pub checkpoint_dir: PathBuf,
+    /// Where the plugin may append a human-readable log (kept beside the record).
+    pub log_path: PathBuf,
+    pub inputs: BTreeMap<String, InputPaths>,
+    pub(crate) metrics: Option<serde_json::Value>,
+    pub(crate) progress: &'a (dyn Fn(&str) + Sync),
+}
+
+impl StageContext<'_> {
+    /// The single path of input `name`.
+    pub fn input(&self, name: &str) -> Result<&Path, StageError> {
+        match self.inputs.get(name) {
+            Some(InputPaths::One(p)) => Ok(p),
+            _ => Err(StageError::MissingInput(name.to_string())),
+        }
+    }
+
+    /// The paths of fan-in input `name`; a single input is returned as one entry.
+    pub fn fan_in(&self, name: &str) -> Result<Vec<(String, PathBuf)>, StageError> {
+        match self.inputs.get(name) {
+            Some(InputPaths::Many(items)) => Ok(items.clone()),
+            Some(InputPaths::One(p)) => Ok(vec![(String::new(), p.clone())]),
+            None => Err(StageError::MissingInput(name.to_string())),
+        }
+    }
+
+    /// Path where output file `relative` is to be written.
+    pub fn output(&self, relative: &str) -> PathBuf {
+        self.out_dir.join(relative)
+    }
+
+    /// Shows a one-line status in the progress display (e.g. "epoch 3/50 acc 0.91").
+    pub fn progress(&self, message: &str) {
+        (self.progress)(message);
+    }
+
+    /// Small metrics kept in the stage record and shown by `pipe show`.
+    pub fn set_metrics(&mut self, metrics: serde_json::Value) {
+        self.metrics = Some(metrics);
+    }
+}
+
+/// A stage plugin with typed parameters. Implement this; the engine sees it as [`Stage`].
+pub trait Plugin: Send + Sync + 'static {
+    /// Parameters; use `#[serde(deny_unknown_fields)]` and defaults for optional ones.
+    type Params: DeserializeOwned + Serialize + JsonSchema;
+    /// The name used in `uses:`.
+    const KIND: &'static str;
+    /// Bump whenever the same parameters and inputs would give different outputs: every cached
+    /// result of the old version is then recomputed.
+    const VERSION: u32;
+    const ABOUT: &'static str;
+
+    fn inputs(&self) -> InputSpec {
+        InputSpec::Any
+    }
+    fn outputs(&self, params: &Self::Params) -> Vec<OutputDecl>;
+    fn threads(&self, _params: &Self::Params) -> usize {
+        1
+    }
+    /// Checks beyond types (ranges, relations); `Err((field, message))`.
+    fn check(&self, _params: &Self::Params) -> Result<(), (String, String)> {
+        Ok(())
+    }
+    fn run(&self, params: Self::Params, ctx: &mut StageContext<'_>) -> Result<(), StageError>;
+}
+
+/// The object-safe interface the engine calls.
+pub trait Stage: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn about(&self) -> &'static str;
+    fn inputs(&self) -> InputSpec;
+    fn params_schema(&self) -> schemars::Schema;
+    fn resolve(&self, with: &serde_yaml::Value) -> Result<Resolved, Vec<ParamError>>;
+    fn run(&self, ctx: &mut StageContext<'_>) -> Result<(), StageError>;
+}
+
+impl<P: Plugin> Stage for P {
+    fn kind(&self) -> &'static str {
+        P::KIND
+    }
+    fn version(&self) -> u32 {
+        P::VERSION
+    }
+    fn about(&self) -> &'static str {
+        P::ABOUT
+    }
+    fn inputs(&self) -> InputSpec {
+        Plugin::inputs(self)
+    }
+    fn params_schema(&self) -> schemars::Schema {
+        schemars::schema_for!(P::Params)
+    }
+
+    fn resolve(&self, with: &serde_yaml::Value) -> Result<Resolved, Vec<ParamError>> {
+        let schema = self.params_schema();
+        let mut errors = check_keys(&schema, with);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let typed: P::Params = match serde_path_to_error::deserialize(with.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                let field = e.path().to_string();
+                errors.push(ParamError::Invalid {
+                    field: if field == "." { String::new() } else { field },
+                    message: e.into_inner().to_string(),
+                });
+                return Err(errors);
+            }
+        };
+        if let Err((field, message)) = self.check(&typed) {
+            return Err(vec![ParamError::Invalid { field, message }]);
+        }
+        let params = serde_json::to_value(&typed).map_err(|e| {
+            vec![ParamError::Invalid {
+                field: String::new(),
+                message: format!("parameters cannot be encoded: {e}"),
+            }]
+        })?;
+        Ok(Resolved {
+            outputs: self.outputs(&typed),
+            threads: self.threads(&typed).max(1),
+            params,
+        })
+    }
+
+    fn run(&self, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let typed: P::Params = serde_json::from_value(ctx.params.clone())
+            .map_err(|e| StageError::Failed(format!("parameters do not decode: {e}")))?;
+        Plugin::run(self, typed, ctx)
+    }
+}
+
+/// Top-level unknown and missing keys, checked against the schema so the user gets a suggestion
+/// (serde alone stops at the first problem and suggests nothing).
+fn check_keys(schema: &schemars::Schema, with: &serde_yaml::Value) -> Vec<ParamError> {
+    let properties: Vec<String> = schema
+        .get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let required: Vec<String> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let mut errors = Vec::new();
+    let empty = serde_yaml::Mapping::new();
+    let map = match with {
+        serde_yaml::Value::Mapping(m) => m,
+        serde_yaml::Value::Null => &empty,
+        _ => {
+            return vec![ParamError::Invalid {
+                field: String::new(),
+                message: "`with` must be a map of parameter names to values".into(),
+            }]
+        }
+    };
+    for key in map.keys() {
+        let name = crate::spec::scalar_text(key).unwrap_or_default();
+        if !properties.contains(&name) {
+            errors.push(ParamError::Unknown {
+                suggestion: crate::spec::suggest(&name, properties.iter().map(String::as_str))
+                    .map(String::from),
+                known: properties.clone(),
+                field: name,
+            });
+        }
+    }
+    for name in required {
+        if !map.contains_key(name.as_str()) {
+            errors.push(ParamError::Missing { field: name });
+        }
+    }
+    errors
+}
+
+/// One line per parameter for `pipe plugins`: name, type, default, description.
+pub fn describe_params(schema: &schemars::Schema) -> Vec<String> {
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let Some(props) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(name, prop)| {
+            let ty = type_name(prop, schema);
+            let mut line = format!("{name}: {ty}");
+            if let Some(default) = prop.get("default") {
+                line.push_str(&format!(" = {default}"));
+            } else if required.contains(&name.as_str()) {
+                line.push_str(" (required)");
+            }
+            if let Some(desc) = prop.get("description").and_then(|d| d.as_str()) {
+                line.push_str(&format!("  — {}", desc.replace('\n', " ")));
+            }
+            line
+        })
+        .collect()
+}
+
+fn type_name(prop: &serde_json::Value, root: &schemars::Schema) -> String {
+    if let Some(reference) = prop.get("$ref").and_then(|r| r.as_str()) {
+        let name = reference.rsplit('/').next().unwrap_or(reference);
+        let def = root
+            .get("$defs")
+            .and_then(|d| d.get(name))
+            .and_then(|d| d.get("enum"))
+            .and_then(|e| e.as_array());
+        if let Some(values) = def {
+            let names: Vec<String> = values
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            return names.join("|");
+        }
+        return name.to_string();
+    }
+    if let Some(values) = prop.get("enum").and_then(|e| e.as_array()) {
+        return values
+            .iter()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect::<Vec<_>>()
+            .join("|");
+    }
+    match prop.get("type") {
+        Some(serde_json::Value::String(t)) => t.clone(),
+        Some(serde_json::Value::Array(ts)) => ts
+            .iter()
+            .filter_map(|t| t.as_str())
+            .filter(|t| *t != "null")
+            .collect::<Vec<_>>()
+            .join("|"),
+        _ => "value".into(),
+    }
+}

@@ -1,0 +1,161 @@
+//! `pipe gc` (remove what no record reaches) and `pipe verify` (re-hash every stored output).
+
+use std::collections::HashSet;
+use std::fs;
+
+use super::{io_err, OutputKind, Record, Result, Store};
+
+#[derive(Debug, Default)]
+pub struct GcReport {
+    pub objects_removed: usize,
+    pub bytes_freed: u64,
+    pub objects_kept: usize,
+    pub staging_removed: usize,
+    pub checkpoints_removed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyProblem {
+    pub instance: String,
+    pub output: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub records: usize,
+    pub outputs: usize,
+    pub problems: Vec<VerifyProblem>,
+}
+
+impl Store {
+    /// Every record in the cache (unreadable ones are skipped with a warning).
+    pub fn records(&self) -> Result<Vec<Record>> {
+        let dir = self.root().join("records");
+        let mut records = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err("cannot list records", &dir))? {
+            let entry = entry.map_err(io_err("cannot list records", &dir))?;
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            match fs::read(&path).map(|b| serde_json::from_slice::<Record>(&b)) {
+                Ok(Ok(record)) => records.push(record),
+                _ => tracing::warn!("skipping unreadable record {}", path.display()),
+            }
+        }
+        records.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(records)
+    }
+
+    /// Removes objects that no record reaches, leftover staging directories, and checkpoints of
+    /// instances that have finished. Call with the cache lock held.
+    pub fn gc(&self) -> Result<GcReport> {
+        let records = self.records()?;
+        let mut live: HashSet<String> = HashSet::new();
+        let finished: HashSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        for record in &records {
+            for output in record.outputs.values() {
+                live.insert(output.hash.clone());
+                if output.kind == OutputKind::Dir {
+                    if let Ok(manifest) = self.manifest(output) {
+                        live.extend(manifest.entries.into_iter().map(|e| e.hash));
+                    }
+                }
+            }
+        }
+        let mut report = GcReport::default();
+        let objects = self.root().join("objects");
+        for shard in fs::read_dir(&objects).map_err(io_err("cannot list objects", &objects))? {
+            let shard = shard.map_err(io_err("cannot list objects", &objects))?.path();
+            let Some(prefix) = shard.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            for object in fs::read_dir(&shard).map_err(io_err("cannot list objects", &shard))? {
+                let path = object.map_err(io_err("cannot list objects", &shard))?.path();
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                if live.contains(&format!("{prefix}{name}")) {
+                    report.objects_kept += 1;
+                    continue;
+                }
+                let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                if fs::remove_file(&path).is_ok() {
+                    report.objects_removed += 1;
+                    report.bytes_freed += size;
+                }
+            }
+            let _ = fs::remove_dir(&shard); // only succeeds when empty
+        }
+        report.staging_removed = self.clear_staging()?;
+        let checkpoints = self.root().join("checkpoints");
+        for entry in fs::read_dir(&checkpoints).map_err(io_err("cannot list checkpoints", &checkpoints))? {
+            let path = entry.map_err(io_err("cannot list checkpoints", &checkpoints))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if finished.contains(name.as_str()) && fs::remove_dir_all(&path).is_ok() {
+                report.checkpoints_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes staging directories left by interrupted runs. Call with the cache lock held.
+    pub fn clear_staging(&self) -> Result<usize> {
+        let staging = self.root().join("staging");
+        let mut removed = 0;
+        for entry in fs::read_dir(&staging).map_err(io_err("cannot list staging", &staging))? {
+            let path = entry.map_err(io_err("cannot list staging", &staging))?.path();
+            make_writable(&path);
+            if fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Re-hashes every output of every record. With `repair`, corrupt objects and the records
+    /// that name them are removed, so the next run recomputes them.
+    pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        for record in self.records()? {
+            report.records += 1;
+            let mut broken = false;
+            for (name, output) in &record.outputs {
+                report.outputs += 1;
+                let damaged = self.damaged_objects(output);
+                if !damaged.is_empty() {
+                    broken = true;
+                    report.problems.push(VerifyProblem {
+                        instance: record.instance.clone(),
+                        output: name.clone(),
+                        detail: format!("object {} is missing or does not match its hash", &output.hash[..12]),
+                    });
+                    if repair {
+                        damaged.iter().for_each(|hash| self.discard_object(hash));
+                    }
+                }
+            }
+            if broken && repair {
+                self.discard_record(&record.key);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Directories a stage made read-only block removal; files need no write bit to be unlinked (and
+/// must keep their read-only bit: staged inputs are hard links to objects).
+fn make_writable(path: &std::path::Path) {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.is_dir() {
+            let mut perms = meta.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            perms.set_readonly(false);
+            let _ = fs::set_permissions(path, perms);
+            if let Ok(entries) = fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    make_writable(&entry.path());
+                }
+            }
+        }
+    }
+}
