@@ -16,7 +16,7 @@ test: setup
 	$(CARGO) test --release -- --test-threads=2
 
 run: build
-	./target/release/pipe run pipelines/quick.yaml
+	./target/release/pipe run pipelines/hello.yaml
 
 thesis: build
 	./target/release/pipe run pipelines/thesis.yaml

@@ -17,13 +17,22 @@ use crate::stage::{describe_params, registry, InputSpec};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "pipe", version, about = "Declarative, content-hashed pipelines for ML experiments")]
+#[command(
+    name = "pipe",
+    version,
+    about = "Declarative, content-hashed pipelines for ML experiments"
+)]
 pub struct Cli {
     /// Cache directory (objects, records, checkpoints)
     #[arg(long, global = true, env = "PIPE_CACHE", default_value = "cache")]
     pub cache: PathBuf,
     /// Where outputs are materialized for people to read
-    #[arg(long, global = true, env = "PIPE_ARTIFACTS", default_value = "artifacts")]
+    #[arg(
+        long,
+        global = true,
+        env = "PIPE_ARTIFACTS",
+        default_value = "artifacts"
+    )]
     pub artifacts: PathBuf,
     /// More logging (-v info, -vv debug); RUST_LOG overrides
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -106,16 +115,24 @@ fn init_tracing(verbose: u8) {
 
 fn dispatch(cli: &Cli) -> Result<i32> {
     match &cli.command {
-        Command::Run { file, jobs, force, only, dry_run } => {
+        Command::Run {
+            file,
+            jobs,
+            force,
+            only,
+            dry_run,
+        } => {
             let plan = Plan::load(file)?;
             let store = open_store(&cli.cache)?;
             if *dry_run {
                 print_status(&plan, &store, force)?;
                 return Ok(0);
             }
-            let jobs = jobs
-                .or(plan.source.spec.settings.jobs)
-                .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let jobs = jobs.or(plan.source.spec.settings.jobs).unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
             let options = RunOptions {
                 jobs,
                 force: force.clone(),
@@ -142,10 +159,19 @@ fn dispatch(cli: &Cli) -> Result<i32> {
         Command::Show { file, stage } => show(&Plan::load(file)?, &open_store(&cli.cache)?, stage),
         Command::Plugins => {
             for stage in registry().all() {
-                println!("{} (v{}) — {}", stage.kind(), stage.version(), stage.about());
+                println!(
+                    "{} (v{}) — {}",
+                    stage.kind(),
+                    stage.version(),
+                    stage.about()
+                );
                 if let InputSpec::Named(inputs) = stage.inputs() {
                     for input in inputs {
-                        let fan = if input.fan_in { " (fan-in: STAGE[*].OUTPUT)" } else { "" };
+                        let fan = if input.fan_in {
+                            " (fan-in: STAGE[*].OUTPUT)"
+                        } else {
+                            ""
+                        };
                         println!("    input {}{fan} — {}", input.name, input.about);
                     }
                 }
@@ -174,7 +200,10 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             let _lock = store.lock(|m| eprintln!("{m}"))?;
             let report = store.verify(true)?;
             for p in &report.problems {
-                println!("damaged: {} output `{}`: {} (removed; the next run recomputes it)", p.instance, p.output, p.detail);
+                println!(
+                    "damaged: {} output `{}`: {} (removed; the next run recomputes it)",
+                    p.instance, p.output, p.detail
+                );
             }
             println!(
                 "verified {} outputs of {} records: {} damaged",
@@ -193,7 +222,12 @@ fn open_store(path: &Path) -> Result<Store> {
 
 fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<()> {
     let lines = exec::status(plan, store, force)?;
-    let width = plan.instances.iter().map(|i| i.name.len()).max().unwrap_or(0);
+    let width = plan
+        .instances
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(0);
     let mut pending = 0;
     for (i, status) in &lines {
         if *status != Status::UpToDate {
@@ -215,12 +249,21 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
     }
     for i in picked {
         let instance = &plan.instances[i];
-        println!("{} ({} v{})", instance.name, instance.plugin.kind(), instance.plugin.version());
+        println!(
+            "{} ({} v{})",
+            instance.name,
+            instance.plugin.kind(),
+            instance.plugin.version()
+        );
         println!("  params: {}", instance.resolved.params);
         match store.latest_record(&instance.artifact_dir())? {
             None => println!("  not run yet in this cache"),
             Some(record) => {
-                println!("  key: {}  ran in {:.2}s", &record.key[..12], record.seconds);
+                println!(
+                    "  key: {}  ran in {:.2}s",
+                    &record.key[..12],
+                    record.seconds
+                );
                 for (name, output) in &record.outputs {
                     println!(
                         "  output {name}: artifacts/{}/{} ({}, {})",
@@ -233,7 +276,10 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
                 if let Some(metrics) = &record.metrics {
                     println!("  metrics: {metrics}");
                 }
-                let log = store.root().join("logs").join(format!("{}.log", record.key));
+                let log = store
+                    .root()
+                    .join("logs")
+                    .join(format!("{}.log", record.key));
                 if log.exists() {
                     println!("  log: {}", log.display());
                 }
@@ -246,8 +292,13 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
 fn print_summary(summary: &RunSummary, artifacts: &Path) {
     for report in &summary.reports {
         match &report.outcome {
-            Outcome::Ran { seconds, reason } => println!("  ran     {:<32} {seconds:>8.2}s  ({reason})", report.name),
-            Outcome::Cached { cutoff: true } => println!("  cached  {:<32}  (upstream re-ran, same output)", report.name),
+            Outcome::Ran { seconds, reason } => {
+                println!("  ran     {:<32} {seconds:>8.2}s  ({reason})", report.name)
+            }
+            Outcome::Cached { cutoff: true } => println!(
+                "  cached  {:<32}  (upstream re-ran, same output)",
+                report.name
+            ),
             Outcome::Cached { cutoff: false } => {}
             Outcome::Failed { error, log } => {
                 println!("  FAILED  {}: {error}", report.name);
@@ -308,9 +359,11 @@ impl Display {
             Event::Planned { total } => {
                 let bar = multi.add(ProgressBar::new(total as u64));
                 bar.set_style(
-                    ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} instances {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:30}] {pos}/{len} instances {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
                 );
                 if let Ok(mut overall) = self.overall.lock() {
                     *overall = Some(bar);
@@ -330,12 +383,22 @@ impl Display {
                 }
             }
             Event::Progress { instance, message } => {
-                if let Some(spinner) = self.spinners.lock().ok().and_then(|s| s.get(instance).cloned()) {
+                if let Some(spinner) = self
+                    .spinners
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.get(instance).cloned())
+                {
                     spinner.set_message(message.to_string());
                 }
             }
             Event::Finished { instance, outcome } => {
-                if let Some(spinner) = self.spinners.lock().ok().and_then(|mut s| s.remove(instance)) {
+                if let Some(spinner) = self
+                    .spinners
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.remove(instance))
+                {
                     spinner.finish_and_clear();
                     multi.remove(&spinner);
                 }

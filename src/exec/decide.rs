@@ -18,9 +18,17 @@ pub enum Reason {
     Forced,
     ParamsChanged(Vec<String>),
     InputChanged(Vec<String>),
-    PluginVersion { from: u32, to: u32 },
-    PluginChanged { from: String },
-    SeedChanged { from: u64, to: u64 },
+    PluginVersion {
+        from: u32,
+        to: u32,
+    },
+    PluginChanged {
+        from: String,
+    },
+    SeedChanged {
+        from: u64,
+        to: u64,
+    },
     /// The record exists but outputs are missing or corrupt.
     OutputDamaged(Vec<String>),
     /// Same key as a previous result that is no longer in the cache (e.g. after `gc`).
@@ -37,7 +45,9 @@ impl fmt::Display for Reason {
             Reason::PluginVersion { from, to } => write!(f, "plugin version {from} → {to}"),
             Reason::PluginChanged { from } => write!(f, "plugin changed (was `{from}`)"),
             Reason::SeedChanged { from, to } => write!(f, "seed {from} → {to}"),
-            Reason::OutputDamaged(names) => write!(f, "output missing or corrupt: {}", names.join(", ")),
+            Reason::OutputDamaged(names) => {
+                write!(f, "output missing or corrupt: {}", names.join(", "))
+            }
             Reason::NotCached => write!(f, "result no longer in the cache"),
         }
     }
@@ -52,7 +62,9 @@ pub fn key_material(
     let mut inputs = BTreeMap::new();
     for (name, binding) in &instance.inputs {
         let hash = match binding {
-            InputBinding::One { instance, output } => InputHash::One(upstream(*instance)?.get(output)?.hash.clone()),
+            InputBinding::One { instance, output } => {
+                InputHash::One(upstream(*instance)?.get(output)?.hash.clone())
+            }
             InputBinding::Many { instances, output } => {
                 let mut map = BTreeMap::new();
                 for &i in instances {
@@ -74,7 +86,7 @@ pub fn key_material(
 
 /// What the cache says about one instance whose key is known.
 pub enum Lookup {
-    Hit(Record),
+    Hit(Box<Record>),
     Miss(Reason),
 }
 
@@ -96,7 +108,7 @@ pub fn lookup(store: &Store, instance: &Instance, material: &KeyMaterial, forced
                 }
             }
             if damaged_outputs.is_empty() {
-                Lookup::Hit(record)
+                Lookup::Hit(Box::new(record))
             } else {
                 tracing::warn!(
                     "{}: cached output {} is missing or corrupt; recomputing",
@@ -122,7 +134,9 @@ pub(crate) fn why_new_key(store: &Store, instance: &Instance, material: &KeyMate
     };
     let old = &previous.material;
     if old.kind != material.kind {
-        return Reason::PluginChanged { from: old.kind.clone() };
+        return Reason::PluginChanged {
+            from: old.kind.clone(),
+        };
     }
     if old.version != material.version {
         return Reason::PluginVersion {
@@ -145,7 +159,12 @@ pub(crate) fn why_new_key(store: &Store, instance: &Instance, material: &KeyMate
         .filter(|(name, hash)| old.inputs.get(*name) != Some(hash))
         .map(|(name, _)| name.clone())
         .collect();
-    changed.extend(old.inputs.keys().filter(|n| !material.inputs.contains_key(*n)).cloned());
+    changed.extend(
+        old.inputs
+            .keys()
+            .filter(|n| !material.inputs.contains_key(*n))
+            .cloned(),
+    );
     if changed.is_empty() {
         Reason::NotCached
     } else {
@@ -162,14 +181,22 @@ fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String>
                 keys.sort();
                 keys.dedup();
                 for k in keys {
-                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     match (a.get(k), b.get(k)) {
                         (Some(x), Some(y)) => walk(&path, x, y, out),
                         _ => out.push(path),
                     }
                 }
             }
-            (a, b) if a != b => out.push(if prefix.is_empty() { "(all)".into() } else { prefix.to_string() }),
+            (a, b) if a != b => out.push(if prefix.is_empty() {
+                "(all)".into()
+            } else {
+                prefix.to_string()
+            }),
             _ => {}
         }
     }

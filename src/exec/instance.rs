@@ -49,7 +49,8 @@ impl Job<'_> {
         let work_dir = staging.join("work");
         let checkpoint_dir = self.store.checkpoint_dir(&self.key);
         for dir in [&out_dir, &work_dir, &checkpoint_dir] {
-            fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
+            fs::create_dir_all(dir)
+                .map_err(|e| fail(format!("cannot create {}: {e}", dir.display())))?;
         }
         let _ = fs::remove_file(&log_path);
         let inputs = self
@@ -57,7 +58,12 @@ impl Job<'_> {
             .map_err(|e| fail(format!("cannot stage inputs: {e}")))?;
 
         let name = instance.name.as_str();
-        let progress = |message: &str| observe(Event::Progress { instance: name, message });
+        let progress = |message: &str| {
+            observe(Event::Progress {
+                instance: name,
+                message,
+            })
+        };
         let mut ctx = StageContext {
             instance: instance.name.clone(),
             params: instance.resolved.params.clone(),
@@ -71,7 +77,10 @@ impl Job<'_> {
             metrics: None,
             progress: &progress,
         };
-        let started_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let started_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let clock = Instant::now();
         tracing::info!("{name}: running ({})", self.reason);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| instance.plugin.run(&mut ctx)));
@@ -100,7 +109,12 @@ impl Job<'_> {
             let stored = self
                 .store
                 .put_output(&path, &decl.path, &decl.name)
-                .map_err(|e| fail(format!("{e}; the stage finished without writing `{}`", decl.path)))?;
+                .map_err(|e| {
+                    fail(format!(
+                        "{e}; the stage finished without writing `{}`",
+                        decl.path
+                    ))
+                })?;
             outputs.insert(decl.name.clone(), stored);
         }
         let record = Record {
@@ -138,17 +152,27 @@ impl Job<'_> {
                     .get(&up)
                     .and_then(|o| o.get(output))
                     .cloned()
-                    .ok_or_else(|| format!("output `{output}` of `{}` is not available", self.plan.instances[up].name))
+                    .ok_or_else(|| {
+                        format!(
+                            "output `{output}` of `{}` is not available",
+                            self.plan.instances[up].name
+                        )
+                    })
             };
             match binding {
-                InputBinding::One { instance: up, output } => {
+                InputBinding::One {
+                    instance: up,
+                    output,
+                } => {
                     let record = output_of(*up, output)?;
                     let file_name = Path::new(&record.path)
                         .file_name()
                         .map(|n| n.to_os_string())
                         .unwrap_or_else(|| output.into());
                     let dest = dir.join(file_name);
-                    self.store.materialize(&record, &dest).map_err(|e| e.to_string())?;
+                    self.store
+                        .materialize(&record, &dest)
+                        .map_err(|e| e.to_string())?;
                     inputs.insert(name.clone(), InputPaths::One(dest));
                 }
                 InputBinding::Many { instances, output } => {
@@ -156,9 +180,14 @@ impl Job<'_> {
                     for &up in instances {
                         let record = output_of(up, output)?;
                         let upstream = &self.plan.instances[up];
-                        let label = upstream.label.clone().unwrap_or_else(|| upstream.stage.clone());
+                        let label = upstream
+                            .label
+                            .clone()
+                            .unwrap_or_else(|| upstream.stage.clone());
                         let dest = dir.join(&label);
-                        self.store.materialize(&record, &dest).map_err(|e| e.to_string())?;
+                        self.store
+                            .materialize(&record, &dest)
+                            .map_err(|e| e.to_string())?;
                         entries.push((label, dest));
                     }
                     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;

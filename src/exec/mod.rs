@@ -34,20 +34,41 @@ pub struct RunOptions {
 /// What happened to one instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Ran { seconds: f64, reason: Reason },
+    Ran {
+        seconds: f64,
+        reason: Reason,
+    },
     /// Reused from the cache; `cutoff` when an upstream instance re-ran with identical output.
-    Cached { cutoff: bool },
-    Failed { error: String, log: Option<PathBuf> },
-    Skipped { because: String },
+    Cached {
+        cutoff: bool,
+    },
+    Failed {
+        error: String,
+        log: Option<PathBuf>,
+    },
+    Skipped {
+        because: String,
+    },
 }
 
 /// Engine events, in the order they happen; the progress display and tests consume them.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
-    Planned { total: usize },
-    Started { instance: &'a str, reason: &'a Reason },
-    Progress { instance: &'a str, message: &'a str },
-    Finished { instance: &'a str, outcome: &'a Outcome },
+    Planned {
+        total: usize,
+    },
+    Started {
+        instance: &'a str,
+        reason: &'a Reason,
+    },
+    Progress {
+        instance: &'a str,
+        message: &'a str,
+    },
+    Finished {
+        instance: &'a str,
+        outcome: &'a Outcome,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -67,7 +88,11 @@ pub struct RunSummary {
 
 impl RunSummary {
     fn names(&self, pick: impl Fn(&Outcome) -> bool) -> Vec<&str> {
-        self.reports.iter().filter(|r| pick(&r.outcome)).map(|r| r.name.as_str()).collect()
+        self.reports
+            .iter()
+            .filter(|r| pick(&r.outcome))
+            .map(|r| r.name.as_str())
+            .collect()
     }
     pub fn ran(&self) -> Vec<&str> {
         self.names(|o| matches!(o, Outcome::Ran { .. }))
@@ -106,7 +131,11 @@ enum State {
 }
 
 /// The instances `only` selects (with their dependencies) and the set `force` names.
-pub fn selection(plan: &Plan, only: &[String], force: &[String]) -> Result<(HashSet<usize>, HashSet<usize>), ExecError> {
+pub fn selection(
+    plan: &Plan,
+    only: &[String],
+    force: &[String],
+) -> Result<(HashSet<usize>, HashSet<usize>), ExecError> {
     let pick = |names: &[String]| -> Result<Vec<usize>, ExecError> {
         let mut out = Vec::new();
         for name in names {
@@ -128,7 +157,12 @@ pub fn selection(plan: &Plan, only: &[String], force: &[String]) -> Result<(Hash
 }
 
 /// Runs the plan. Takes the cache lock for the duration.
-pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(Event<'_>) + Sync)) -> Result<RunSummary, ExecError> {
+pub fn run(
+    plan: &Plan,
+    store: &Store,
+    options: &RunOptions,
+    observe: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<RunSummary, ExecError> {
     let started = Instant::now();
     let (selected, forced) = selection(plan, &options.only, &options.force)?;
     let _lock = store.lock(|message| tracing::warn!("{message}"))?;
@@ -144,7 +178,9 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
     let jobs = options.jobs.max(1);
     let mut free_slots = jobs;
     let mut running = 0usize;
-    observe(Event::Planned { total: selected.len() });
+    observe(Event::Planned {
+        total: selected.len(),
+    });
 
     let label_of = |i: usize| {
         let inst = &plan.instances[i];
@@ -152,8 +188,10 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
     };
 
     std::thread::scope(|scope| -> Result<(), ExecError> {
-        let (sender, receiver) = mpsc::channel::<(usize, Result<instance::Finished, instance::Failure>)>();
-        let mut queue: std::collections::VecDeque<instance::Job<'_>> = std::collections::VecDeque::new();
+        let (sender, receiver) =
+            mpsc::channel::<(usize, Result<instance::Finished, instance::Failure>)>();
+        let mut queue: std::collections::VecDeque<instance::Job<'_>> =
+            std::collections::VecDeque::new();
         loop {
             // Start or resolve everything that is ready, in plan order.
             let mut progressed = true;
@@ -164,17 +202,28 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
                         continue;
                     }
                     let instance = &plan.instances[i];
-                    if let Some(&bad) = instance.deps.iter().find(|&&d| matches!(state[d], State::Failed)) {
+                    if let Some(&bad) = instance
+                        .deps
+                        .iter()
+                        .find(|&&d| matches!(state[d], State::Failed))
+                    {
                         state[i] = State::Failed;
                         let outcome = Outcome::Skipped {
                             because: format!("`{}` did not finish", plan.instances[bad].name),
                         };
-                        observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                        observe(Event::Finished {
+                            instance: &instance.name,
+                            outcome: &outcome,
+                        });
                         outcomes[i] = Some((outcome, None));
                         progressed = true;
                         continue;
                     }
-                    if !instance.deps.iter().all(|&d| matches!(state[d], State::Done(_))) {
+                    if !instance
+                        .deps
+                        .iter()
+                        .all(|&d| matches!(state[d], State::Done(_)))
+                    {
                         continue;
                     }
                     let upstream = |u: usize| match &state[u] {
@@ -184,16 +233,27 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
                     let Some(material) = key_material(instance, &upstream, &label_of) else {
                         continue;
                     };
-                    let inputs: BTreeMap<usize, BTreeMap<String, OutputRecord>> =
-                        instance.deps.iter().filter_map(|&d| upstream(d).map(|o| (d, o))).collect();
+                    let inputs: BTreeMap<usize, BTreeMap<String, OutputRecord>> = instance
+                        .deps
+                        .iter()
+                        .filter_map(|&d| upstream(d).map(|o| (d, o)))
+                        .collect();
                     progressed = true;
                     match lookup(store, instance, &material, forced.contains(&i)) {
                         Lookup::Hit(record) => {
-                            materialize(store, &options.artifacts, &instance.artifact_dir(), &record.outputs)?;
+                            materialize(
+                                store,
+                                &options.artifacts,
+                                &instance.artifact_dir(),
+                                &record.outputs,
+                            )?;
                             let cutoff = instance.deps.iter().any(|&d| ran_this_run[d]);
                             store.note_latest(&instance.artifact_dir(), &record.key)?;
                             let outcome = Outcome::Cached { cutoff };
-                            observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                            observe(Event::Finished {
+                                instance: &instance.name,
+                                outcome: &outcome,
+                            });
                             outcomes[i] = Some((outcome, Some(record.key.clone())));
                             state[i] = State::Done(record.outputs);
                         }
@@ -223,7 +283,10 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
                 running += 1;
                 let i = job.index;
                 state[i] = State::Running;
-                observe(Event::Started { instance: &plan.instances[i].name, reason: &job.reason });
+                observe(Event::Started {
+                    instance: &plan.instances[i].name,
+                    reason: &job.reason,
+                });
                 let sender = sender.clone();
                 scope.spawn(move || {
                     let result = job.execute(observe);
@@ -233,18 +296,28 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
             if running == 0 {
                 break;
             }
-            let Ok((i, result)) = receiver.recv() else { break };
+            let Ok((i, result)) = receiver.recv() else {
+                break;
+            };
             running -= 1;
             free_slots = (free_slots + plan.instances[i].resolved.threads).min(jobs);
             let instance = &plan.instances[i];
             match result {
                 Ok(finished) => {
-                    materialize(store, &options.artifacts, &instance.artifact_dir(), &finished.record.outputs)?;
+                    materialize(
+                        store,
+                        &options.artifacts,
+                        &instance.artifact_dir(),
+                        &finished.record.outputs,
+                    )?;
                     let outcome = Outcome::Ran {
                         seconds: finished.record.seconds,
                         reason: finished.reason,
                     };
-                    observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                    observe(Event::Finished {
+                        instance: &instance.name,
+                        outcome: &outcome,
+                    });
                     outcomes[i] = Some((outcome, Some(finished.record.key.clone())));
                     ran_this_run[i] = true;
                     state[i] = State::Done(finished.record.outputs);
@@ -254,7 +327,10 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
                         error: failure.message,
                         log: failure.log,
                     };
-                    observe(Event::Finished { instance: &instance.name, outcome: &outcome });
+                    observe(Event::Finished {
+                        instance: &instance.name,
+                        outcome: &outcome,
+                    });
                     outcomes[i] = Some((outcome, Some(failure.key)));
                     state[i] = State::Failed;
                 }
@@ -281,7 +357,12 @@ pub fn run(plan: &Plan, store: &Store, options: &RunOptions, observe: &(dyn Fn(E
     })
 }
 
-fn materialize(store: &Store, artifacts: &Path, dir: &str, outputs: &BTreeMap<String, OutputRecord>) -> Result<(), StoreError> {
+fn materialize(
+    store: &Store,
+    artifacts: &Path,
+    dir: &str,
+    outputs: &BTreeMap<String, OutputRecord>,
+) -> Result<(), StoreError> {
     for output in outputs.values() {
         store.materialize(output, &artifacts.join(dir).join(&output.path))?;
     }
@@ -313,7 +394,11 @@ impl std::fmt::Display for Status {
 }
 
 /// For each instance (plan order): up to date, or will run and why. Reads the cache only.
-pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Result<Vec<(usize, Status)>, ExecError> {
+pub fn status(
+    plan: &Plan,
+    store: &Store,
+    force: &[String],
+) -> Result<Vec<(usize, Status)>, ExecError> {
     let (_, forced) = selection(plan, &[], force)?;
     let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
     let mut out = Vec::new();
@@ -361,4 +446,3 @@ pub fn status(plan: &Plan, store: &Store, force: &[String]) -> Result<Vec<(usize
     }
     Ok(out)
 }
-

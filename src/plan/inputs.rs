@@ -24,7 +24,10 @@ impl InputRef {
             // The output follows the last `.` that is outside brackets.
             let close = text.rfind(']').map(|i| i + 1).unwrap_or(0);
             match text[close..].rfind('.') {
-                Some(dot) => (&text[..close + dot], Some(text[close + dot + 1..].to_string())),
+                Some(dot) => (
+                    &text[..close + dot],
+                    Some(text[close + dot + 1..].to_string()),
+                ),
                 None => return Err(format!("input `{text}` names no output")),
             }
         } else {
@@ -59,7 +62,8 @@ impl InputRef {
     }
 }
 
-const INPUT_FORMS: &str = "write `STAGE.OUTPUT`, `STAGE[value].OUTPUT`, or `STAGE[*].OUTPUT` for all instances";
+const INPUT_FORMS: &str =
+    "write `STAGE.OUTPUT`, `STAGE[value].OUTPUT`, or `STAGE[*].OUTPUT` for all instances";
 
 impl Builder<'_> {
     /// Resolves an input reference of one instance to upstream instances and an output.
@@ -75,8 +79,11 @@ impl Builder<'_> {
         let reference = match InputRef::parse(&text, true) {
             Ok(r) => r,
             Err(message) => {
-                self.diagnostics
-                    .push(self.source.at_value(path, message, Some(INPUT_FORMS.into())));
+                self.diagnostics.push(self.source.at_value(
+                    path,
+                    message,
+                    Some(INPUT_FORMS.into()),
+                ));
                 return None;
             }
         };
@@ -85,15 +92,25 @@ impl Builder<'_> {
         for &up in &ups {
             let upstream = &instances[up];
             if !upstream.resolved.outputs.iter().any(|o| o.name == output) {
-                let names: Vec<&str> = upstream.resolved.outputs.iter().map(|o| o.name.as_str()).collect();
+                let names: Vec<&str> = upstream
+                    .resolved
+                    .outputs
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect();
                 let help = match spec::suggest(&output, names.iter().copied()) {
                     Some(s) => format!("did you mean `{}.{s}`?", reference.stage),
-                    None if names.is_empty() => format!("stage `{}` declares no outputs", reference.stage),
+                    None if names.is_empty() => {
+                        format!("stage `{}` declares no outputs", reference.stage)
+                    }
                     None => format!("outputs of `{}`: {}", reference.stage, names.join(", ")),
                 };
                 self.diagnostics.push(self.source.at_value(
                     path,
-                    format!("stage `{}` has no output `{output}` (in `{text}`)", reference.stage),
+                    format!(
+                        "stage `{}` has no output `{output}` (in `{text}`)",
+                        reference.stage
+                    ),
                     Some(help),
                 ));
                 return None;
@@ -152,7 +169,8 @@ impl Builder<'_> {
                 None
             }
             Err((message, help)) => {
-                self.diagnostics.push(self.source.at_value(path, message, help));
+                self.diagnostics
+                    .push(self.source.at_value(path, message, help));
                 None
             }
         }
@@ -175,7 +193,10 @@ impl Builder<'_> {
                 );
                 self.diagnostics.push(self.source.at_value(
                     path,
-                    format!("`{text}` refers to stage `{}`, which does not exist", reference.stage),
+                    format!(
+                        "`{text}` refers to stage `{}`, which does not exist",
+                        reference.stage
+                    ),
                     Some(match suggestion {
                         Some(s) => format!("did you mean `{s}`?"),
                         None => format!(
@@ -222,10 +243,14 @@ impl Builder<'_> {
                 match found {
                     Some(i) => Some(vec![i]),
                     None => {
-                        let names: Vec<&str> = all.iter().map(|&i| instances[i].name.as_str()).collect();
+                        let names: Vec<&str> =
+                            all.iter().map(|&i| instances[i].name.as_str()).collect();
                         self.diagnostics.push(self.source.at_value(
                             path,
-                            format!("`{text}`: stage `{}` has no instance `[{wanted}]`", expanded.stage),
+                            format!(
+                                "`{text}`: stage `{}` has no instance `[{wanted}]`",
+                                expanded.stage
+                            ),
                             Some(format!("its instances are: {}", names.join(", "))),
                         ));
                         None
@@ -243,11 +268,17 @@ mod tests {
     #[test]
     fn parses_all_reference_forms() {
         let r = InputRef::parse("words.text", true).unwrap();
-        assert_eq!((r.stage.as_str(), r.selector, r.output.as_deref()), ("words", None, Some("text")));
+        assert_eq!(
+            (r.stage.as_str(), r.selector, r.output.as_deref()),
+            ("words", None, Some("text"))
+        );
         let r = InputRef::parse("words[alpha].text", true).unwrap();
         assert_eq!(r.selector, Some(Some(vec!["alpha".to_string()])));
         let r = InputRef::parse("prune[lstm, both].summary", true).unwrap();
-        assert_eq!(r.selector, Some(Some(vec!["lstm".to_string(), "both".to_string()])));
+        assert_eq!(
+            r.selector,
+            Some(Some(vec!["lstm".to_string(), "both".to_string()]))
+        );
         let r = InputRef::parse("words[*].text", true).unwrap();
         assert_eq!(r.selector, Some(None));
         // Matrix values may contain dots: the output is after the brackets.

@@ -24,9 +24,15 @@ pub use render::{render_dag, DagFormat};
 /// How an instance's input is wired to upstream outputs.
 #[derive(Debug, Clone)]
 pub enum InputBinding {
-    One { instance: usize, output: String },
+    One {
+        instance: usize,
+        output: String,
+    },
     /// Fan-in over these upstream instances, in their declaration order.
-    Many { instances: Vec<usize>, output: String },
+    Many {
+        instances: Vec<usize>,
+        output: String,
+    },
 }
 
 /// One concrete unit of work: a stage with one combination of its `foreach` values.
@@ -346,7 +352,9 @@ impl Builder<'_> {
                     self.diagnostics.push(self.source.at_value(
                         &path,
                         format!("`foreach.{key}` of stage `{stage_name}` must be a non-empty list"),
-                        Some(format!("write e.g. `{key}: [a, b]` or `{key}: ${{vars.NAME}}` naming a list")),
+                        Some(format!(
+                            "write e.g. `{key}: [a, b]` or `{key}: ${{vars.NAME}}` naming a list"
+                        )),
                     ));
                     ok = false;
                     continue;
@@ -393,7 +401,9 @@ impl Builder<'_> {
             ParamError::Missing { field } => self.source.at_key(
                 &format!("stages.{stage}.uses"),
                 format!("missing parameter `{field}` for plugin `{kind}` in stage `{stage}`"),
-                Some(format!("add `{field}: ...` under `with:` (`pipe plugins` describes it)")),
+                Some(format!(
+                    "add `{field}: ...` under `with:` (`pipe plugins` describes it)"
+                )),
             ),
             ParamError::Invalid { field, message } => {
                 let at = if field.is_empty() {
@@ -432,7 +442,9 @@ impl Builder<'_> {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 self.diagnostics.push(self.source.at_key(
                     &format!("stages.{stage}.inputs.{name}"),
-                    format!("input name `{name}` of stage `{stage}` must use letters, digits and `_`"),
+                    format!(
+                        "input name `{name}` of stage `{stage}` must use letters, digits and `_`"
+                    ),
                     Some("input names become environment variables (`PIPE_IN_NAME`)".into()),
                 ));
             }
@@ -474,7 +486,10 @@ impl Builder<'_> {
             if !declared.contains_key(decl.name) {
                 self.diagnostics.push(self.source.at_key(
                     &format!("stages.{stage}.uses"),
-                    format!("stage `{stage}` (plugin `{kind}`) needs input `{}`: {}", decl.name, decl.about),
+                    format!(
+                        "stage `{stage}` (plugin `{kind}`) needs input `{}`: {}",
+                        decl.name, decl.about
+                    ),
                     Some(format!("add `inputs: {{{}: STAGE.OUTPUT}}`", decl.name)),
                 ));
             }
@@ -496,7 +511,10 @@ fn sanitize(text: &str) -> String {
 }
 
 /// The instance DAG and a topological order, or one cycle (instance indices).
-fn build_graph(instances: &[Instance]) -> Result<(DiGraph<usize, ()>, Vec<usize>), Vec<usize>> {
+/// The instance graph and a topological order of its indices.
+type Ordered = (DiGraph<usize, ()>, Vec<usize>);
+
+fn build_graph(instances: &[Instance]) -> Result<Ordered, Vec<usize>> {
     let mut graph = DiGraph::with_capacity(instances.len(), instances.len());
     let nodes: Vec<NodeIndex> = instances.iter().map(|i| graph.add_node(i.index)).collect();
     for instance in instances {

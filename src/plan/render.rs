@@ -52,7 +52,12 @@ pub fn render_dag(plan: &Plan, format: DagFormat) -> String {
             out.push_str("flowchart LR\n");
             for &i in &plan.order {
                 let instance = &plan.instances[i];
-                let _ = writeln!(out, "  n{i}[\"{}<br/>{}\"]", instance.name, instance.plugin.kind());
+                let _ = writeln!(
+                    out,
+                    "  n{i}[\"{}<br/>{}\"]",
+                    instance.name,
+                    instance.plugin.kind()
+                );
             }
             for (from, to, label) in &edges {
                 let _ = writeln!(out, "  n{from} -->|{label}| n{to}");

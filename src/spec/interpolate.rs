@@ -29,7 +29,11 @@ impl Scope<'_> {
             return self.vars.get(name).cloned().ok_or_else(|| {
                 let help = crate::spec::suggest(name, self.vars.keys().map(String::as_str))
                     .map(|s| format!("did you mean `${{vars.{s}}}`?"))
-                    .or_else(|| Some(format!("add `{name}:` under `vars:` at the top of the file")));
+                    .or_else(|| {
+                        Some(format!(
+                            "add `{name}:` under `vars:` at the top of the file"
+                        ))
+                    });
                 (format!("unknown variable `${{vars.{name}}}`"), help)
             });
         }
@@ -116,7 +120,10 @@ pub fn substitute(text: &str, scope: &Scope<'_>) -> Result<Value, (String, Optio
             Some(s) => out.push_str(&s),
             None => {
                 return Err((
-                    format!("`${{{}}}` is a list or map and cannot be spliced into text", &after[..end]),
+                    format!(
+                        "`${{{}}}` is a list or map and cannot be spliced into text",
+                        &after[..end]
+                    ),
                     Some("use it as the whole value, e.g. `key: ${...}`".into()),
                 ))
             }
@@ -154,8 +161,15 @@ mod tests {
     #[test]
     fn splices_text_and_keeps_types_for_whole_values() {
         let (vars, matrix) = scope_parts();
-        let scope = Scope { vars: &vars, matrix: &matrix, seed: 7 };
-        let v: Value = serde_yaml::from_str("{a: '${vars.greeting} ${word}', b: '${vars.epochs}', c: '${seed}', d: 'x $${HOME}'}").unwrap();
+        let scope = Scope {
+            vars: &vars,
+            matrix: &matrix,
+            seed: 7,
+        };
+        let v: Value = serde_yaml::from_str(
+            "{a: '${vars.greeting} ${word}', b: '${vars.epochs}', c: '${seed}', d: 'x $${HOME}'}",
+        )
+        .unwrap();
         let out = interpolate(&v, &scope).unwrap();
         assert_eq!(out["a"], Value::from("hello alpha"));
         assert_eq!(out["b"], Value::from(5));
@@ -166,7 +180,11 @@ mod tests {
     #[test]
     fn unknown_reference_names_path_and_suggests() {
         let (vars, matrix) = scope_parts();
-        let scope = Scope { vars: &vars, matrix: &matrix, seed: 7 };
+        let scope = Scope {
+            vars: &vars,
+            matrix: &matrix,
+            seed: 7,
+        };
         let v: Value = serde_yaml::from_str("{run: {deep: '${vars.greting}'}}").unwrap();
         let err = interpolate(&v, &scope).unwrap_err();
         assert_eq!(err.path, "run.deep");

@@ -23,8 +23,14 @@ pub struct LocationIndex {
 }
 
 enum Frame {
-    Map { path: String, pending_key: Option<String> },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        pending_key: Option<String>,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 impl LocationIndex {
@@ -129,10 +135,22 @@ mod tests {
     fn finds_keys_and_values_in_nested_maps_and_sequences() {
         let text = "seed: 1\nstages:\n  train:\n    uses: rnn.train\n    with:\n      lr: 0.1\n    needs: [a, b]\n";
         let index = LocationIndex::build(text);
-        assert_eq!(index.key("stages.train.uses"), Some(Pos { line: 4, col: 5 }));
-        assert_eq!(index.value("stages.train.with.lr"), Some(Pos { line: 6, col: 11 }));
-        assert_eq!(index.value("stages.train.needs.1"), Some(Pos { line: 7, col: 16 }));
+        assert_eq!(
+            index.key("stages.train.uses"),
+            Some(Pos { line: 4, col: 5 })
+        );
+        assert_eq!(
+            index.value("stages.train.with.lr"),
+            Some(Pos { line: 6, col: 11 })
+        );
+        assert_eq!(
+            index.value("stages.train.needs.1"),
+            Some(Pos { line: 7, col: 16 })
+        );
         // Unknown leaf falls back to the nearest known parent.
-        assert_eq!(index.value("stages.train.with.lr.x"), Some(Pos { line: 6, col: 11 }));
+        assert_eq!(
+            index.value("stages.train.with.lr.x"),
+            Some(Pos { line: 6, col: 11 })
+        );
     }
 }

@@ -159,7 +159,7 @@ impl SourceFile {
                     .or_else(|| locations.value(&field));
                 let message = clean_serde_message(&inner.to_string());
                 let help = help_for_shape_error(&field, &message);
-                let message = if field.is_empty() || field == "." {
+                let message = if field.is_empty() || field == "." || field.contains('?') {
                     message
                 } else {
                     format!("`{field}`: {message}")
@@ -178,7 +178,10 @@ impl SourceFile {
     pub fn at_key(&self, path: &str, message: String, help: Option<String>) -> Diagnostic {
         Diagnostic {
             file: self.path.clone(),
-            pos: self.locations.key(path).or_else(|| self.locations.value(path)),
+            pos: self
+                .locations
+                .key(path)
+                .or_else(|| self.locations.value(path)),
             message,
             help,
         }
@@ -260,7 +263,10 @@ mod tests {
 
     #[test]
     fn suggestions_find_close_names_only() {
-        assert_eq!(suggest("rnn.trian", ["rnn.train", "cmd"]), Some("rnn.train"));
+        assert_eq!(
+            suggest("rnn.trian", ["rnn.train", "cmd"]),
+            Some("rnn.train")
+        );
         assert_eq!(suggest("zzz", ["rnn.train", "cmd"]), None);
     }
 }

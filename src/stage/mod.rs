@@ -265,7 +265,11 @@ fn check_keys(schema: &schemars::Schema, with: &serde_yaml::Value) -> Vec<ParamE
     let required: Vec<String> = schema
         .get("required")
         .and_then(|r| r.as_array())
-        .map(|r| r.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let mut errors = Vec::new();
     let empty = serde_yaml::Mapping::new();

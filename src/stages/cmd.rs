@@ -2,7 +2,8 @@
 //!
 //! The command runs in a fresh directory with `PIPE_OUT` (where it writes its outputs),
 //! `PIPE_IN_<NAME>` per input (a path; for a fan-in, a directory with one entry per upstream
-//! instance), `PIPE_SEED`, `PIPE_THREADS` and `PIPE_INSTANCE`. Its output goes to the log.
+//! instance), `PIPE_SEED`, `PIPE_THREADS`, `PIPE_INSTANCE`, and `PIPE_CHECKPOINT` (a directory
+//! that survives a crash, for resumable commands). Its output goes to the log.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -40,10 +41,15 @@ impl Plugin for Cmd {
     type Params = CmdParams;
     const KIND: &'static str = "cmd";
     const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Run a shell command; inputs as $PIPE_IN_<NAME>, outputs written under $PIPE_OUT";
+    const ABOUT: &'static str =
+        "Run a shell command; inputs as $PIPE_IN_<NAME>, outputs written under $PIPE_OUT";
 
     fn outputs(&self, params: &CmdParams) -> Vec<OutputDecl> {
-        params.outputs.iter().map(|(name, path)| OutputDecl::new(name, path)).collect()
+        params
+            .outputs
+            .iter()
+            .map(|(name, path)| OutputDecl::new(name, path))
+            .collect()
     }
 
     fn threads(&self, params: &CmdParams) -> usize {
@@ -56,23 +62,43 @@ impl Plugin for Cmd {
         }
         for (name, path) in &params.outputs {
             let p = std::path::Path::new(path);
-            if path.is_empty() || p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            if path.is_empty()
+                || p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
                 return Err((
                     format!("outputs.{name}"),
-                    format!("`{path}` must be a relative path inside $PIPE_OUT (no `..`, not absolute)"),
+                    format!(
+                        "`{path}` must be a relative path inside $PIPE_OUT (no `..`, not absolute)"
+                    ),
                 ));
             }
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                return Err((format!("outputs.{name}"), "output names use letters, digits, `_` and `-`".into()));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err((
+                    format!("outputs.{name}"),
+                    "output names use letters, digits, `_` and `-`".into(),
+                ));
             }
         }
         Ok(())
     }
 
     fn run(&self, params: CmdParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let shell = if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
-        let log = File::create(&ctx.log_path).map_err(|e| StageError::io("cannot create the log", e))?;
-        let log_err = log.try_clone().map_err(|e| StageError::io("cannot create the log", e))?;
+        let shell = if std::path::Path::new("/bin/bash").exists() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        };
+        let log =
+            File::create(&ctx.log_path).map_err(|e| StageError::io("cannot create the log", e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| StageError::io("cannot create the log", e))?;
         let mut command = Command::new(shell);
         command
             .arg("-c")
@@ -84,7 +110,8 @@ impl Plugin for Cmd {
             .env("PIPE_OUT", &ctx.out_dir)
             .env("PIPE_SEED", ctx.seed.to_string())
             .env("PIPE_THREADS", ctx.threads.to_string())
-            .env("PIPE_INSTANCE", &ctx.instance);
+            .env("PIPE_INSTANCE", &ctx.instance)
+            .env("PIPE_CHECKPOINT", &ctx.checkpoint_dir);
         for (name, paths) in &ctx.inputs {
             let var = format!("PIPE_IN_{}", name.to_ascii_uppercase());
             let value = match paths {
@@ -97,7 +124,10 @@ impl Plugin for Cmd {
             command.env(var, value);
         }
         command.envs(&params.env);
-        ctx.progress(&format!("$ {}", params.run.lines().next().unwrap_or_default()));
+        ctx.progress(&format!(
+            "$ {}",
+            params.run.lines().next().unwrap_or_default()
+        ));
         let status = command
             .status()
             .map_err(|e| StageError::io(format!("cannot start {shell}"), e))?;
@@ -105,16 +135,25 @@ impl Plugin for Cmd {
             return Ok(());
         }
         let tail = last_lines(&ctx.log_path, 15);
-        let code = status.code().map(|c| c.to_string()).unwrap_or_else(|| "a signal".into());
+        let code = status
+            .code()
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "a signal".into());
         Err(StageError::Failed(format!(
             "command exited with {code}{}",
-            if tail.is_empty() { String::new() } else { format!("; last lines of its output:\n{tail}") }
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; last lines of its output:\n{tail}")
+            }
         )))
     }
 }
 
 fn last_lines(path: &std::path::Path, n: usize) -> String {
-    let Ok(file) = File::open(path) else { return String::new() };
+    let Ok(file) = File::open(path) else {
+        return String::new();
+    };
     let lines: Vec<String> = BufReader::new(file).lines().map_while(Result::ok).collect();
     lines[lines.len().saturating_sub(n)..]
         .iter()

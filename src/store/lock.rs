@@ -37,7 +37,8 @@ impl Store {
                     "waiting for {who}, which holds the cache lock {}",
                     path.display()
                 ));
-                file.lock().map_err(io_err("cannot take cache lock", &path))?;
+                file.lock()
+                    .map_err(io_err("cannot take cache lock", &path))?;
             }
             Err(TryLockError::Error(e)) => return Err(io_err("cannot take cache lock", &path)(e)),
         }

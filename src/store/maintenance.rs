@@ -67,13 +67,20 @@ impl Store {
         let mut report = GcReport::default();
         let objects = self.root().join("objects");
         for shard in fs::read_dir(&objects).map_err(io_err("cannot list objects", &objects))? {
-            let shard = shard.map_err(io_err("cannot list objects", &objects))?.path();
+            let shard = shard
+                .map_err(io_err("cannot list objects", &objects))?
+                .path();
             let Some(prefix) = shard.file_name().map(|n| n.to_string_lossy().into_owned()) else {
                 continue;
             };
             for object in fs::read_dir(&shard).map_err(io_err("cannot list objects", &shard))? {
-                let path = object.map_err(io_err("cannot list objects", &shard))?.path();
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let path = object
+                    .map_err(io_err("cannot list objects", &shard))?
+                    .path();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if live.contains(&format!("{prefix}{name}")) {
                     report.objects_kept += 1;
                     continue;
@@ -88,9 +95,16 @@ impl Store {
         }
         report.staging_removed = self.clear_staging()?;
         let checkpoints = self.root().join("checkpoints");
-        for entry in fs::read_dir(&checkpoints).map_err(io_err("cannot list checkpoints", &checkpoints))? {
-            let path = entry.map_err(io_err("cannot list checkpoints", &checkpoints))?.path();
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for entry in
+            fs::read_dir(&checkpoints).map_err(io_err("cannot list checkpoints", &checkpoints))?
+        {
+            let path = entry
+                .map_err(io_err("cannot list checkpoints", &checkpoints))?
+                .path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if finished.contains(name.as_str()) && fs::remove_dir_all(&path).is_ok() {
                 report.checkpoints_removed += 1;
             }
@@ -103,7 +117,9 @@ impl Store {
         let staging = self.root().join("staging");
         let mut removed = 0;
         for entry in fs::read_dir(&staging).map_err(io_err("cannot list staging", &staging))? {
-            let path = entry.map_err(io_err("cannot list staging", &staging))?.path();
+            let path = entry
+                .map_err(io_err("cannot list staging", &staging))?
+                .path();
             make_writable(&path);
             if fs::remove_dir_all(&path).is_ok() {
                 removed += 1;
@@ -127,7 +143,10 @@ impl Store {
                     report.problems.push(VerifyProblem {
                         instance: record.instance.clone(),
                         output: name.clone(),
-                        detail: format!("object {} is missing or does not match its hash", &output.hash[..12]),
+                        detail: format!(
+                            "object {} is missing or does not match its hash",
+                            &output.hash[..12]
+                        ),
                     });
                     if repair {
                         damaged.iter().for_each(|hash| self.discard_object(hash));

@@ -1,0 +1,103 @@
+//! A sandbox directory with a pipeline file, a cache and an artifacts folder, driven either through
+//! the library or through the `pipe` binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pipe::{Plan, RunOptions, RunSummary, Store};
+
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    pub fn artifacts(&self) -> PathBuf {
+        self.path().join("artifacts")
+    }
+
+    /// Writes `pipeline.yaml` and returns its path.
+    pub fn write(&self, yaml: &str) -> PathBuf {
+        let path = self.path().join("pipeline.yaml");
+        std::fs::write(&path, yaml).expect("write pipeline");
+        path
+    }
+
+    /// Plans and runs `yaml` through the library.
+    pub fn run(&self, yaml: &str) -> RunSummary {
+        self.run_with(yaml, |_| {})
+    }
+
+    pub fn run_with(&self, yaml: &str, adjust: impl FnOnce(&mut RunOptions)) -> RunSummary {
+        let path = self.write(yaml);
+        let plan = Plan::load(&path).unwrap_or_else(|e| panic!("plan failed:\n{e}"));
+        let store = Store::open(&self.cache()).expect("store");
+        let mut options = RunOptions {
+            jobs: 2,
+            force: Vec::new(),
+            only: Vec::new(),
+            artifacts: self.artifacts(),
+        };
+        adjust(&mut options);
+        pipe::run(&plan, &store, &options, &|_| {}).expect("run")
+    }
+
+    /// Runs the `pipe` binary with `--cache`/`--artifacts` pointing into the sandbox.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_command(args).output().expect("run pipe")
+    }
+
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pipe"));
+        command
+            .current_dir(self.path())
+            .arg("--cache")
+            .arg(self.cache())
+            .arg("--artifacts")
+            .arg(self.artifacts())
+            .args(args)
+            .env_remove("RUST_LOG");
+        command
+    }
+
+    pub fn read_artifact(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.artifacts().join(relative))
+            .unwrap_or_else(|e| panic!("artifact {relative}: {e}"))
+    }
+
+    /// Number of stage records in the cache (0 when the cache was never created).
+    pub fn record_count(&self) -> usize {
+        std::fs::read_dir(self.cache().join("records"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+pub fn sorted(names: Vec<&str>) -> Vec<String> {
+    let mut v: Vec<String> = names.into_iter().map(String::from).collect();
+    v.sort();
+    v
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

@@ -1,0 +1,3 @@
+mod caching;
+mod robustness;
+mod validation;

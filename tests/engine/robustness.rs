@@ -1,0 +1,195 @@
+//! Crashes, corruption, concurrency and garbage collection never lose finished work.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::{stderr, stdout, Sandbox};
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn make_writable(path: &Path) {
+    let mut perms = std::fs::metadata(path).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    std::fs::set_permissions(path, perms).unwrap();
+}
+
+/// Three quick instances, then one that checkpoints, sleeps, and on a second attempt resumes.
+const CRASHY: &str = r#"
+stages:
+  fast:
+    uses: cmd
+    foreach: {n: [1, 2, 3]}
+    with: {run: 'echo ${n} > $PIPE_OUT/n', outputs: {n: n}}
+  slow:
+    uses: cmd
+    inputs: {one: 'fast[1].n'}
+    with:
+      run: |
+        if [ -f "$PIPE_CHECKPOINT/half" ]; then echo resumed > "$PIPE_OUT/r"
+        else touch "$PIPE_CHECKPOINT/half"; sleep 60; echo fresh > "$PIPE_OUT/r"; fi
+      outputs: {r: r}
+"#;
+
+#[test]
+fn killed_run_resumes_without_redoing_finished_work() {
+    let sandbox = Sandbox::new();
+    sandbox.write(CRASHY);
+    let mut child = sandbox
+        .cli_command(&["run", "--jobs", "1", "pipeline.yaml"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let checkpoints = sandbox.cache().join("checkpoints");
+    wait_for(
+        "the slow stage's checkpoint",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(&checkpoints)
+                .map(|d| d.flatten().any(|e| e.path().join("half").exists()))
+                .unwrap_or(false)
+        },
+    );
+    // SIGKILL the whole process group: no chance to clean up.
+    let group = i32::try_from(child.id()).unwrap();
+    assert!(group > 1);
+    // SAFETY: plain syscall; the negative pid names the child's own process group only.
+    let killed = unsafe { libc::kill(-group, libc::SIGKILL) };
+    assert_eq!(killed, 0);
+    let _ = child.wait();
+    assert_eq!(
+        sandbox.record_count(),
+        3,
+        "the three fast instances had finished"
+    );
+
+    let output = sandbox.cli(&["run", "pipeline.yaml"]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}{}", stderr(&output));
+    assert!(out.contains("1 ran, 3 cached"), "{out}");
+    assert_eq!(sandbox.read_artifact("slow/r"), "resumed\n");
+    // Finished instances drop their checkpoints; leftover staging is cleared.
+    assert_eq!(std::fs::read_dir(&checkpoints).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(sandbox.cache().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+const TWO: &str = "stages:\n  a:\n    uses: cmd\n    with: {run: 'echo aaaa > $PIPE_OUT/a', outputs: {a: a}}\n  b:\n    uses: cmd\n    inputs: {x: a.a}\n    with: {run: 'cat $PIPE_IN_X $PIPE_IN_X > $PIPE_OUT/b', outputs: {b: b}}\n";
+
+fn corrupt_object_of(sandbox: &Sandbox, content: &[u8]) {
+    let hash = blake3::hash(content).to_hex().to_string();
+    let object = sandbox
+        .cache()
+        .join("objects")
+        .join(&hash[..2])
+        .join(&hash[2..]);
+    make_writable(&object);
+    // Same length, other bytes: only the hash can tell.
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&object, bytes).unwrap();
+}
+
+#[test]
+fn corrupted_object_is_detected_and_recomputed_by_run() {
+    let sandbox = Sandbox::new();
+    sandbox.run(TWO);
+    corrupt_object_of(&sandbox, b"aaaa\n");
+    let summary = sandbox.run(TWO);
+    assert_eq!(summary.ran(), ["a"]);
+    assert!(matches!(
+        &summary.reports[0].outcome,
+        pipe::Outcome::Ran { reason: pipe::exec::Reason::OutputDamaged(names), .. } if names == &["a".to_string()]
+    ));
+    assert_eq!(
+        summary.cached(),
+        ["b"],
+        "a's bytes are the same again, so b is cut off"
+    );
+    assert_eq!(sandbox.read_artifact("a/a"), "aaaa\n");
+}
+
+#[test]
+fn verify_reports_and_removes_damage_so_the_next_run_recomputes() {
+    let sandbox = Sandbox::new();
+    sandbox.run(TWO);
+    let clean = sandbox.cli(&["verify"]);
+    assert!(clean.status.success());
+    assert!(stdout(&clean).contains("verified 2 outputs of 2 records: 0 damaged"));
+
+    corrupt_object_of(&sandbox, b"aaaa\naaaa\n");
+    let damaged = sandbox.cli(&["verify"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    assert!(
+        stdout(&damaged).contains("damaged: b output `b`"),
+        "{}",
+        stdout(&damaged)
+    );
+    assert_eq!(sandbox.run(TWO).ran(), ["b"]);
+    assert_eq!(sandbox.read_artifact("b/b"), "aaaa\naaaa\n");
+}
+
+#[test]
+fn concurrent_runs_on_one_cache_wait_and_both_succeed() {
+    let sandbox = Sandbox::new();
+    sandbox.write("stages:\n  s:\n    uses: cmd\n    foreach: {k: [1, 2, 3]}\n    with: {run: 'sleep 0.5; echo ${k} > $PIPE_OUT/o', outputs: {o: o}}\n");
+    let first = sandbox
+        .cli_command(&["run", "pipeline.yaml"])
+        .spawn()
+        .unwrap();
+    let staging = sandbox.cache().join("staging");
+    wait_for("the first run to start", Duration::from_secs(20), || {
+        std::fs::read_dir(&staging)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+    });
+    let second = sandbox.cli(&["run", "pipeline.yaml"]);
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success());
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("waiting for another pipe process"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(
+        stdout(&second).contains("0 ran, 3 cached"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(sandbox.record_count(), 3);
+}
+
+#[test]
+fn gc_removes_only_unreachable_objects() {
+    let sandbox = Sandbox::new();
+    sandbox.run(TWO);
+    let orphan = sandbox.cache().join("objects/zz/orphan");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"nobody points here").unwrap();
+    std::fs::create_dir_all(sandbox.cache().join("staging/leftover")).unwrap();
+
+    let output = sandbox.cli(&["gc"]);
+    assert!(output.status.success());
+    assert!(
+        stdout(&output).contains("removed 1 objects"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!orphan.exists());
+    assert!(!sandbox.cache().join("staging/leftover").exists());
+    let verify = sandbox.cli(&["verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    assert!(sandbox.run(TWO).ran().is_empty());
+}

@@ -1,0 +1,4 @@
+//! Integration tests, one module per area (one test binary keeps builds fast).
+
+mod common;
+mod engine;
