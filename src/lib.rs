@@ -5,7 +5,9 @@
 //! the rest through stage plugins ([`stage`], [`stages`]).
 
 pub mod cli;
+pub mod data;
 pub mod exec;
+pub mod graph;
 pub mod plan;
 pub mod spec;
 pub mod stage;

@@ -237,7 +237,17 @@ impl Store {
     /// Remembers `key` as what the instance at `artifact_dir` last produced.
     pub fn note_latest(&self, artifact_dir: &str, key: &str) -> Result<()> {
         let path = self.instance_index_path(artifact_dir);
-        write_json_atomic(&path, &serde_json::json!({ "key": key }))
+        let entry = serde_json::json!({ "key": key });
+        // Cache hits call this for every instance: skip the synced write when nothing changed.
+        if read_json::<serde_json::Value>(&path)
+            .ok()
+            .flatten()
+            .as_ref()
+            == Some(&entry)
+        {
+            return Ok(());
+        }
+        write_json_atomic(&path, &entry)
     }
 
     /// The record the instance at `artifact_dir` last produced, if it is still in the cache.

@@ -1,0 +1,2 @@
+mod graph_oracle;
+mod reber;
