@@ -131,7 +131,7 @@ impl fmt::Display for Split {
 }
 
 /// How many rows go to the test split.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestSize {
     /// Exactly this many rows.

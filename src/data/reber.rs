@@ -57,7 +57,7 @@ const END_STATE: usize = 6;
 
 /// Probability of taking each state's edge that leads towards the end, at the
 /// forks of the walk (the other edge gets the rest).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ForkProbabilities {
     /// State 1: edge 1→2 (Reber letter T); the other is 1→3 (P).
     pub one_to_two: f64,
@@ -127,7 +127,7 @@ impl Default for ForkProbabilities {
 /// One relabelling of the Reber graph used for invalid strings: ten letters
 /// in [`REBER_EDGES`] order, and a weight giving its share of the invalid
 /// strings (the thesis's own counts by default).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LabelSet {
     pub labels: String,
     pub weight: usize,

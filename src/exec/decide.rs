@@ -75,6 +75,12 @@ pub fn key_material(
         };
         inputs.insert(name.clone(), hash);
     }
+    for file in &instance.files {
+        inputs.insert(
+            format!("file:{}", file.relative),
+            InputHash::One(file.hash.clone()),
+        );
+    }
     Some(KeyMaterial {
         kind: instance.plugin.kind().to_string(),
         version: instance.plugin.version(),

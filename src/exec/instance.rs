@@ -73,6 +73,7 @@ impl Job<'_> {
             work_dir,
             checkpoint_dir: checkpoint_dir.clone(),
             log_path: log_path.clone(),
+            project_dir: self.plan.project_dir.clone(),
             inputs,
             metrics: None,
             progress: &progress,

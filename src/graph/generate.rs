@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{is_connected, Graph, GraphError, GraphFamily};
 
 /// How a Barabási–Albert graph starts before preferential attachment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BarabasiAlbertSeed {
     /// networkx >= 2.6: a star on nodes `0..=m` with centre 0; attachment
@@ -25,7 +25,7 @@ pub enum BarabasiAlbertSeed {
 }
 
 /// How the Barabási–Albert `m` or the Watts–Strogatz `k` is chosen for a graph.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ParameterRule {
     /// The same value for every graph.
@@ -47,7 +47,8 @@ impl ParameterRule {
 }
 
 /// Everything that shapes a generated set of graphs, apart from the seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct GenerationConfig {
     /// Graphs drawn per family.
     pub graphs_per_family: usize,
@@ -65,6 +66,12 @@ pub struct GenerationConfig {
     pub rewire_probability: f64,
     /// Watts–Strogatz attempts to get a connected graph.
     pub connect_tries: usize,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        Self::thesis()
+    }
 }
 
 impl GenerationConfig {

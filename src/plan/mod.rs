@@ -8,7 +8,7 @@ mod inputs;
 mod render;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -48,6 +48,8 @@ pub struct Instance {
     pub resolved: Resolved,
     pub seed: u64,
     pub inputs: BTreeMap<String, InputBinding>,
+    /// Project files the stage reads, with their content hashes taken when the plan was made.
+    pub files: Vec<ExternalFile>,
     /// Upstream instances (inputs and `needs`), sorted, without duplicates.
     pub deps: Vec<usize>,
 }
@@ -62,6 +64,14 @@ impl Instance {
     }
 }
 
+/// A project file whose content is part of an instance's key.
+#[derive(Debug, Clone)]
+pub struct ExternalFile {
+    /// As written in the parameters (relative to the pipeline file).
+    pub relative: String,
+    pub hash: String,
+}
+
 /// A validated pipeline, ready to execute.
 pub struct Plan {
     pub source: SourceFile,
@@ -69,6 +79,8 @@ pub struct Plan {
     /// Instance indices in a dependency-respecting order.
     pub order: Vec<usize>,
     pub graph: DiGraph<usize, ()>,
+    /// The pipeline file's directory (absolute).
+    pub project_dir: PathBuf,
 }
 
 impl Plan {
@@ -109,11 +121,13 @@ impl Plan {
             diagnostics.retain(|d| seen.insert((d.pos, d.message.clone())));
             return Err(SpecErrors(diagnostics));
         }
+        let project_dir = project_dir(&source.path);
         Ok(Plan {
             source,
             instances,
             order,
             graph,
+            project_dir,
         })
     }
 
@@ -255,6 +269,7 @@ impl Builder<'_> {
                         continue;
                     }
                 };
+                let files = self.hash_files(stage_name, &resolved.files);
                 let index = instances.len();
                 indices.push(index);
                 instances.push(Instance {
@@ -267,6 +282,7 @@ impl Builder<'_> {
                     resolved,
                     seed,
                     inputs: BTreeMap::new(),
+                    files,
                     deps: Vec::new(),
                 });
             }
@@ -383,6 +399,30 @@ impl Builder<'_> {
         ok.then_some(combos)
     }
 
+    /// Hashes the project files a stage reads; a missing one is a diagnostic.
+    fn hash_files(&mut self, stage: &str, files: &[String]) -> Vec<ExternalFile> {
+        let dir = project_dir(&self.source.path);
+        let mut out = Vec::new();
+        for relative in files {
+            let path = dir.join(relative);
+            match crate::store::hash_file_parallel(&path) {
+                Ok((hash, _)) => out.push(ExternalFile {
+                    relative: relative.clone(),
+                    hash: hash.to_hex().to_string(),
+                }),
+                Err(e) => self.diagnostics.push(self.source.at_key(
+                    &format!("stages.{stage}.with"),
+                    format!("stage `{stage}` reads `{relative}`, which cannot be read: {e}"),
+                    Some(format!(
+                        "paths are relative to the pipeline file's directory ({})",
+                        dir.display()
+                    )),
+                )),
+            }
+        }
+        out
+    }
+
     fn param_diagnostic(&mut self, stage: &str, kind: &str, instance: &str, error: ParamError) {
         let base = format!("stages.{stage}.with");
         let d = match error {
@@ -495,6 +535,15 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// The absolute directory of the pipeline file.
+fn project_dir(file: &Path) -> PathBuf {
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
 }
 
 /// Replaces characters that are unsafe in a path component.

@@ -55,6 +55,8 @@ pub struct Resolved {
     pub params: serde_json::Value,
     pub outputs: Vec<OutputDecl>,
     pub threads: usize,
+    /// Project files (relative to the pipeline file) whose content is part of the key.
+    pub files: Vec<String>,
 }
 
 /// Why parameters were rejected; `field` is dotted relative to `with`.
@@ -92,6 +94,11 @@ pub enum StageError {
 }
 
 impl StageError {
+    /// Wraps a domain error (data, graph, nn...) whose message says what went wrong.
+    pub fn failed(error: impl std::fmt::Display) -> Self {
+        StageError::Failed(error.to_string())
+    }
+
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         StageError::Io {
             context: context.into(),
@@ -122,6 +129,8 @@ pub struct StageContext<'a> {
     pub checkpoint_dir: PathBuf,
     /// Where the plugin may append a human-readable log (kept beside the record).
     pub log_path: PathBuf,
+    /// The pipeline file's directory: project-relative paths in parameters resolve against it.
+    pub project_dir: PathBuf,
     pub inputs: BTreeMap<String, InputPaths>,
     pub(crate) metrics: Option<serde_json::Value>,
     pub(crate) progress: &'a (dyn Fn(&str) + Sync),
@@ -143,6 +152,11 @@ impl StageContext<'_> {
             Some(InputPaths::One(p)) => Ok(vec![(String::new(), p.clone())]),
             None => Err(StageError::MissingInput(name.to_string())),
         }
+    }
+
+    /// A project-relative path from the parameters, made absolute.
+    pub fn project_path(&self, relative: &str) -> PathBuf {
+        self.project_dir.join(relative)
     }
 
     /// Path where output file `relative` is to be written.
@@ -178,6 +192,11 @@ pub trait Plugin: Send + Sync + 'static {
     fn outputs(&self, params: &Self::Params) -> Vec<OutputDecl>;
     fn threads(&self, _params: &Self::Params) -> usize {
         1
+    }
+    /// Project files the stage reads (paths relative to the pipeline file's directory); their
+    /// content is hashed into the key, so editing one re-runs the stage.
+    fn files(&self, _params: &Self::Params) -> Vec<String> {
+        Vec::new()
     }
     /// Checks beyond types (ranges, relations); `Err((field, message))`.
     fn check(&self, _params: &Self::Params) -> Result<(), (String, String)> {
@@ -241,6 +260,7 @@ impl<P: Plugin> Stage for P {
             }]
         })?;
         Ok(Resolved {
+            files: self.files(&typed),
             outputs: self.outputs(&typed),
             threads: self.threads(&typed).max(1),
             params,
@@ -318,7 +338,11 @@ pub fn describe_params(schema: &schemars::Schema) -> Vec<String> {
             let ty = type_name(prop, schema);
             let mut line = format!("{name}: {ty}");
             if let Some(default) = prop.get("default") {
-                line.push_str(&format!(" = {default}"));
+                if default.is_null() {
+                    line.push_str(" (optional)");
+                } else {
+                    line.push_str(&format!(" = {default}"));
+                }
             } else if required.contains(&name.as_str()) {
                 line.push_str(" (required)");
             }

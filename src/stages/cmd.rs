@@ -3,7 +3,8 @@
 //! The command runs in a fresh directory with `PIPE_OUT` (where it writes its outputs),
 //! `PIPE_IN_<NAME>` per input (a path; for a fan-in, a directory with one entry per upstream
 //! instance), `PIPE_SEED`, `PIPE_THREADS`, `PIPE_INSTANCE`, and `PIPE_CHECKPOINT` (a directory
-//! that survives a crash, for resumable commands). Its output goes to the log.
+//! that survives a crash, for resumable commands), `PIPE_PROJECT` (the pipeline file's directory).
+//! Its output goes to the log.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -28,6 +29,9 @@ pub struct CmdParams {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Project files the command reads (relative to the pipeline file): editing one re-runs it.
+    #[serde(default)]
+    pub files: Vec<String>,
     /// Thread slots the command uses (default 1).
     #[serde(default = "one")]
     pub threads: usize,
@@ -54,6 +58,10 @@ impl Plugin for Cmd {
 
     fn threads(&self, params: &CmdParams) -> usize {
         params.threads
+    }
+
+    fn files(&self, params: &CmdParams) -> Vec<String> {
+        params.files.clone()
     }
 
     fn check(&self, params: &CmdParams) -> Result<(), (String, String)> {
@@ -111,7 +119,8 @@ impl Plugin for Cmd {
             .env("PIPE_SEED", ctx.seed.to_string())
             .env("PIPE_THREADS", ctx.threads.to_string())
             .env("PIPE_INSTANCE", &ctx.instance)
-            .env("PIPE_CHECKPOINT", &ctx.checkpoint_dir);
+            .env("PIPE_CHECKPOINT", &ctx.checkpoint_dir)
+            .env("PIPE_PROJECT", &ctx.project_dir);
         for (name, paths) in &ctx.inputs {
             let var = format!("PIPE_IN_{}", name.to_ascii_uppercase());
             let value = match paths {

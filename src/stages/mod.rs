@@ -5,8 +5,16 @@ use std::sync::Arc;
 use crate::stage::Stage;
 
 pub mod cmd;
+pub mod data;
+pub mod graphs;
 
 /// Every built-in plugin.
 pub fn builtins() -> Vec<Arc<dyn Stage>> {
-    vec![Arc::new(cmd::Cmd)]
+    vec![
+        Arc::new(cmd::Cmd),
+        Arc::new(data::Reber),
+        Arc::new(data::CsvImport),
+        Arc::new(graphs::RandomGraphs),
+        Arc::new(graphs::GraphProperties),
+    ]
 }

@@ -1,2 +1,3 @@
 mod graph_oracle;
 mod reber;
+mod torch;
