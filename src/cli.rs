@@ -79,6 +79,30 @@ pub enum Command {
     Gc,
     /// Re-hash every cached output; remove damaged ones so they are recomputed
     Verify,
+    /// Evaluate recurrent-model weights (PyTorch names) on a `string,valid` file
+    Eval {
+        #[arg(long)]
+        variant: crate::nn::Variant,
+        /// safetensors with embedding.weight, rnn.weight_ih_l0, …, head.bias (masks optional)
+        #[arg(long)]
+        weights: PathBuf,
+        /// CSV with `string,valid` columns (a `split` column is ignored)
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "last-padded")]
+        readout: ReadoutArg,
+        #[arg(long, default_value = "256")]
+        batch_size: usize,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReadoutArg {
+    LastPadded,
+    TrueLength,
 }
 
 /// Parses arguments, runs the command, and returns the process exit code.
@@ -193,6 +217,32 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 report.checkpoints_removed,
                 report.objects_kept
             );
+            Ok(0)
+        }
+        Command::Eval {
+            variant,
+            weights,
+            data,
+            readout,
+            batch_size,
+            json,
+        } => {
+            let readout = match readout {
+                ReadoutArg::LastPadded => crate::nn::Readout::LastPadded,
+                ReadoutArg::TrueLength => crate::nn::Readout::TrueLength,
+            };
+            let report =
+                crate::stages::train::evaluate_file(*variant, readout, weights, data, *batch_size)?;
+            if *json {
+                println!(
+                    "{}",
+                    serde_json::json!({"accuracy": report.accuracy, "loss": report.loss, "n": report.n})
+                );
+            } else {
+                println!("examples: {}", report.n);
+                println!("loss (sum of batch means): {:.5}", report.loss);
+                println!("accuracy: {:.5}", report.accuracy);
+            }
             Ok(0)
         }
         Command::Verify => {

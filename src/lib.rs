@@ -8,6 +8,7 @@ pub mod cli;
 pub mod data;
 pub mod exec;
 pub mod graph;
+pub mod nn;
 pub mod plan;
 pub mod spec;
 pub mod stage;

@@ -210,6 +210,10 @@ impl Builder<'_> {
             return None;
         };
         let all = &expanded.indices;
+        if all.is_empty() {
+            // Every instance of that stage failed its own checks, already reported.
+            return None;
+        }
         let has_matrix = all.first().is_some_and(|&i| instances[i].label.is_some());
         match &reference.selector {
             None if has_matrix => {

@@ -239,7 +239,18 @@ impl<P: Plugin> Stage for P {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let typed: P::Params = match serde_path_to_error::deserialize(with.clone()) {
+        // Through JSON: serde_yaml's `Value` only accepts YAML tags (`!count 5`) for enums, while
+        // users write maps (`{count: 5}`).
+        let json = match serde_json::to_value(with) {
+            Ok(json) => json,
+            Err(e) => {
+                return Err(vec![ParamError::Invalid {
+                    field: String::new(),
+                    message: format!("parameters must be plain YAML data (string keys): {e}"),
+                }])
+            }
+        };
+        let typed: P::Params = match serde_path_to_error::deserialize(json) {
             Ok(t) => t,
             Err(e) => {
                 let field = e.path().to_string();

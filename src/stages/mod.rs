@@ -7,6 +7,7 @@ use crate::stage::Stage;
 pub mod cmd;
 pub mod data;
 pub mod graphs;
+pub mod train;
 
 /// Every built-in plugin.
 pub fn builtins() -> Vec<Arc<dyn Stage>> {
@@ -16,5 +17,6 @@ pub fn builtins() -> Vec<Arc<dyn Stage>> {
         Arc::new(data::CsvImport),
         Arc::new(graphs::RandomGraphs),
         Arc::new(graphs::GraphProperties),
+        Arc::new(train::Train),
     ]
 }

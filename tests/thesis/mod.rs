@@ -1,3 +1,5 @@
 mod graph_oracle;
+mod nn_equivalence;
 mod reber;
 mod torch;
+mod train;

@@ -1,0 +1,76 @@
+//! Masked recurrent networks on libtorch (`tch`): the cells and stacked model of the thesis,
+//! a checkpointable Adam, and a deterministic, resumable training loop.
+//!
+//! Layout: [`cell`] holds the cell mathematics as functions of weight tensors (so randomly
+//! structured networks can reuse them), [`model`] the Embedding → recurrent stack → Linear model
+//! with PyTorch tensor names and safetensors I/O, [`adam`] the optimizer, [`train`] epochs,
+//! evaluation, gradient clipping and checkpoints.
+
+pub mod adam;
+pub mod cell;
+pub mod model;
+pub mod train;
+
+use std::path::PathBuf;
+
+pub use adam::{Adam, AdamConfig};
+pub use cell::{CellEngine, LayerWeights, Variant};
+pub use model::{
+    infer_config, mask_name, EmbeddingInit, ModelConfig, Readout, RecurrentModel, WeightKind,
+};
+pub use train::{
+    clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, make_batch,
+    save_checkpoint, train_epoch, Batch, EpochMetrics, Example, TrainingProgress,
+};
+
+/// Everything that can go wrong in this module; file errors name the file and the tensor.
+#[derive(Debug, thiserror::Error)]
+pub enum NnError {
+    #[error("libtorch error: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{path}: tensor `{name}` is missing")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    WrongShape {
+        path: PathBuf,
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("mask `{name}` has shape {found:?}, expected {expected:?}")]
+    MaskShape {
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("{path}: tensor `{name}` has dtype {found:?}, expected {expected:?}")]
+    WrongKind {
+        path: PathBuf,
+        name: String,
+        found: tch::Kind,
+        expected: tch::Kind,
+    },
+    #[error("{path}: unexpected tensor `{name}` (the model has no such parameter or mask)")]
+    UnexpectedTensor { path: PathBuf, name: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
+    #[error("invalid data: {0}")]
+    InvalidData(String),
+    #[error("no such tensor in the model: `{0}`")]
+    UnknownName(String),
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+}
+
+/// Result alias of this module.
+pub type NnResult<T> = Result<T, NnError>;

@@ -1,0 +1,121 @@
+//! `rnn.train` as a stage: deterministic bytes, resume after a kill, metrics, and `pipe eval`.
+
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use crate::common::{stdout, Sandbox};
+
+fn pipeline(epochs: usize) -> String {
+    format!(
+        "seed: 3\nstages:\n  data:\n    uses: data.reber\n    with: {{total: 1200, test: {{count: 300}}}}\n  train:\n    uses: rnn.train\n    inputs: {{data: data.dataset}}\n    with: {{variant: gru, epochs: {epochs}, hidden: 24, embedding: 8, layers: 2, batch_size: 16}}\n"
+    )
+}
+
+fn model_hash(sandbox: &Sandbox) -> String {
+    let bytes = std::fs::read(sandbox.artifacts().join("train/model.safetensors")).unwrap();
+    blake3::hash(&bytes).to_hex().to_string()
+}
+
+#[test]
+fn same_seed_gives_identical_model_bytes_and_thesis_metrics_columns() {
+    let a = Sandbox::new();
+    let b = Sandbox::new();
+    a.run(&pipeline(2));
+    b.run(&pipeline(2));
+    assert_eq!(model_hash(&a), model_hash(&b));
+    let metrics = a.read_artifact("train/metrics.csv");
+    let mut lines = metrics.lines();
+    assert_eq!(
+        lines.next(),
+        Some("epoch,train_loss,train_acc,test_loss,test_acc,seconds")
+    );
+    assert_eq!(lines.count(), 2);
+    let config = a.read_artifact("train/config.json");
+    assert!(config.contains("\"variant\": \"gru\""), "{config}");
+}
+
+#[test]
+fn killed_training_resumes_at_its_last_epoch_and_ends_identical() {
+    let epochs = 8;
+    let reference = Sandbox::new();
+    reference.run(&pipeline(epochs));
+
+    let sandbox = Sandbox::new();
+    sandbox.write(&pipeline(epochs));
+    let mut child = sandbox
+        .cli_command(&["run", "pipeline.yaml"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let checkpoints = sandbox.cache().join("checkpoints");
+    let start = Instant::now();
+    // Wait until some epoch has been checkpointed, then kill without warning.
+    loop {
+        let done = std::fs::read_dir(&checkpoints)
+            .map(|d| d.flatten().any(|e| e.path().join("latest.json").exists()))
+            .unwrap_or(false);
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let group = i32::try_from(child.id()).unwrap();
+    // SAFETY: plain syscall on the child's own process group.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0);
+    let _ = child.wait();
+    let finished_before_kill = sandbox.record_count();
+
+    let output = sandbox.cli(&["-v", "run", "pipeline.yaml"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    if finished_before_kill < 2 {
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(log.contains("resuming after epoch"), "{log}");
+    }
+    assert_eq!(model_hash(&sandbox), model_hash(&reference));
+    assert_eq!(
+        sandbox.read_artifact("train/metrics.csv").lines().count(),
+        epochs + 1
+    );
+}
+
+#[test]
+fn eval_reports_accuracy_and_names_shape_errors() {
+    let sandbox = Sandbox::new();
+    sandbox.run(&pipeline(1));
+    let weights = sandbox.artifacts().join("train/model.safetensors");
+    let data = sandbox.artifacts().join("data/dataset.csv");
+    let args = |variant: &str| {
+        vec![
+            "eval".to_string(),
+            "--variant".into(),
+            variant.into(),
+            "--weights".into(),
+            weights.display().to_string(),
+            "--data".into(),
+            data.display().to_string(),
+        ]
+    };
+    let ok = sandbox.cli(&args("gru").iter().map(String::as_str).collect::<Vec<_>>());
+    let out = stdout(&ok);
+    assert!(ok.status.success(), "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(last.starts_with("accuracy: 0."), "{out}");
+
+    let mut json_args = args("gru");
+    json_args.push("--json".into());
+    let json = sandbox.cli(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["n"], 1200);
+
+    let wrong = sandbox.cli(&args("lstm").iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(wrong.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        err.contains("rnn.weight_hh_l0") && err.contains("expected [96, 24]"),
+        "{err}"
+    );
+}
