@@ -13,6 +13,7 @@ pub mod plan;
 pub mod spec;
 pub mod stage;
 pub mod stages;
+pub mod stats;
 pub mod store;
 
 pub use exec::{run, Event, Outcome, RunOptions, RunSummary};

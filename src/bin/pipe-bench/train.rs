@@ -2,8 +2,8 @@
 //! Adam, clip 5) per variant: our masked cells (hand-written loop and the fused kernels on masked
 //! weights) against tch's built-in recurrent layers, on 1 libtorch thread.
 //!
-//! Usage: `cargo run --example epoch_bench -- [sequences] [variant…]` (default 2000 sequences of
-//! lengths 11..53 over the 7 Reber letters, all variants).
+//! `pipe-bench train [sequences]` (default 2,000 random sequences of lengths 11..53 over the 7
+//! Reber letters); the per-epoch time scales linearly to the thesis's 18,750 training sequences.
 
 use std::time::Instant;
 
@@ -116,37 +116,38 @@ fn time_builtin(variant: Variant, data: &[Example]) -> Result<f64, Box<dyn std::
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Seconds per epoch per variant, masked cells vs tch's built-in layers, and their ratios.
+pub fn run(count: usize) -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(1);
-    let mut args = std::env::args().skip(1);
-    let count: usize = match args.next() {
-        Some(text) => text.parse()?,
-        None => 2000,
-    };
-    let requested: Vec<Variant> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
-    let variants = if requested.is_empty() {
-        Variant::ALL.to_vec()
-    } else {
-        requested
-    };
     let data = synthetic_reber_like(count, 2021);
-    println!("{count} sequences, batch {BATCH_SIZE}, E=50 H=50 L=3, 1 thread; seconds per epoch");
+    println!("training epoch, {count} sequences, batch {BATCH_SIZE}, E=50 H=50 L=3, 1 thread: seconds per epoch");
     println!(
-        "{:<9} {:>12} {:>12} {:>10} {:>12} {:>12}",
-        "variant", "masked_loop", "masked_fused", "builtin", "loop/builtin", "fused/builtin"
+        "{:<9} {:>12} {:>12} {:>10} {:>12} {:>13} {:>16}",
+        "variant",
+        "masked_loop",
+        "masked_fused",
+        "builtin",
+        "loop/builtin",
+        "fused/builtin",
+        "default@18750"
     );
-    for variant in variants {
+    for variant in Variant::ALL {
         let builtin = time_builtin(variant, &data)?;
         let masked_loop = time_masked(variant, CellEngine::Loop, &data)?;
         let masked_fused = time_masked(variant, CellEngine::Fused, &data)?;
+        let default = match CellEngine::fastest_on_cpu(variant) {
+            CellEngine::Loop => masked_loop,
+            CellEngine::Fused => masked_fused,
+        };
         println!(
-            "{:<9} {:>12.2} {:>12.2} {:>10.2} {:>12.2} {:>12.2}",
+            "{:<9} {:>12.2} {:>12.2} {:>10.2} {:>12.2} {:>13.2} {:>15.1}s",
             variant.name(),
             masked_loop,
             masked_fused,
             builtin,
             masked_loop / builtin,
-            masked_fused / builtin
+            masked_fused / builtin,
+            default * 18_750.0 / count as f64
         );
     }
     Ok(())

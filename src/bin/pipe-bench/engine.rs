@@ -1,9 +1,4 @@
-//! `make bench`: prints the engine's performance figures next to the obvious alternative.
-//!
-//! 1. No-op re-run of generated pipelines of 1,000 and 10,000 `cmd` instances: seconds from
-//!    reading the file to deciding there is nothing to do (target: under 1 s at 10,000).
-//! 2. Storing a 1 GiB artifact (hash + move into the cache) next to plain multi-threaded blake3
-//!    over the same file (target: at least 80 % of its throughput).
+//! Engine figures: no-op re-runs of large generated pipelines, and hashing a 1 GiB output.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,18 +7,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use pipe::{Plan, RunOptions, Store};
 
-fn main() -> Result<()> {
-    let only = std::env::args().nth(1);
-    let scratch = tempfile::Builder::new().prefix("pipe-bench").tempdir()?;
-    if only.as_deref().is_none_or(|o| o == "noop") {
-        for n in [1_000, 10_000] {
-            noop_rerun(scratch.path(), n)?;
-        }
+/// Both engine benchmarks: no-op re-runs at 1,000 and 10,000 instances, then 1 GiB hashing.
+pub fn run(scratch: &Path) -> Result<()> {
+    for n in [1_000, 10_000] {
+        noop_rerun(scratch, n)?;
     }
-    if only.as_deref().is_none_or(|o| o == "hash") {
-        hashing(scratch.path(), 1 << 30)?;
-    }
-    Ok(())
+    hashing(scratch, 1 << 30)
 }
 
 fn noop_rerun(root: &Path, instances: usize) -> Result<()> {

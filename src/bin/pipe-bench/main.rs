@@ -1,0 +1,30 @@
+//! `make bench`: prints performance figures, each next to the obvious alternative in the same run.
+//!
+//! `pipe-bench [SECTION] [ARGS]` runs one section; with no arguments, all of them.
+//! - `engine`: no-op re-runs of 1,000 / 10,000 `cmd` instances (target < 1 s at 10,000) and
+//!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
+//! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
+
+mod engine;
+mod train;
+
+use anyhow::{anyhow, Result};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let section = args.next();
+    let scratch = tempfile::Builder::new().prefix("pipe-bench").tempdir()?;
+    let all = section.is_none();
+    let wants = |name: &str| all || section.as_deref() == Some(name);
+    if wants("engine") {
+        engine::run(scratch.path())?;
+    }
+    if wants("train") {
+        let sequences = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
+        train::run(sequences).map_err(|e| anyhow!("{e}"))?;
+    }
+    if let Some(name) = section.filter(|s| !["engine", "train"].contains(&s.as_str())) {
+        anyhow::bail!("unknown section `{name}`; sections: engine, train");
+    }
+    Ok(())
+}
