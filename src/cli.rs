@@ -310,7 +310,8 @@ fn choose_executor(plan: &Plan, arg: Option<ExecutorArg>) -> Result<exec::Execut
     if !slurm {
         return Ok(exec::Executor::Local);
     }
-    exec::slurm::cluster_available().map_err(|why| anyhow::anyhow!("the SLURM executor needs a cluster: {why}"))?;
+    exec::slurm::cluster_available()
+        .map_err(|why| anyhow::anyhow!("the SLURM executor needs a cluster: {why}"))?;
     let options = exec::SlurmOptions::new(settings.slurm.clone().unwrap_or_default())?;
     Ok(exec::Executor::Slurm(options))
 }
@@ -385,7 +386,6 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
                 if log.exists() {
                     println!("  log: {}", log.display());
                 }
-
             }
         }
     }

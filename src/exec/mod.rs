@@ -209,7 +209,9 @@ pub fn run_with(
         Executor::Local => {
             let leftovers = store.clear_staging()?;
             if leftovers > 0 {
-                tracing::info!("removed {leftovers} staging directories left by an interrupted run");
+                tracing::info!(
+                    "removed {leftovers} staging directories left by an interrupted run"
+                );
             }
             std::thread::scope(|scope| {
                 let mut backend = LocalBackend::new(scope, plan, options.jobs, observe);
@@ -327,7 +329,8 @@ impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
             return Ok(Vec::new());
         };
         self.running -= 1;
-        self.free_slots = (self.free_slots + self.plan.instances[i].resolved.threads).min(self.jobs);
+        self.free_slots =
+            (self.free_slots + self.plan.instances[i].resolved.threads).min(self.jobs);
         Ok(vec![(i, result)])
     }
 }

@@ -20,8 +20,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::plan::Plan;
@@ -49,7 +49,7 @@ pub enum SlurmError {
     #[error("cannot find the `pipe` binary for workers: {0}")]
     Program(std::io::Error),
     #[error("cannot install the interrupt handler: {0}")]
-    Signals(std::io::Error),
+    Signals(String),
 }
 
 /// How the coordinator submits and polls.
@@ -129,12 +129,44 @@ pub fn last_job(store: &Store, artifact_dir: &str) -> Option<(String, PathBuf)> 
 /// Whether `sinfo` answers: the cheap check tests and benchmarks use to skip without a cluster.
 pub fn cluster_available() -> Result<(), String> {
     match Command::new("sinfo").args(["-h", "-o", "%P"]).output() {
-        Err(e) => Err(format!("`sinfo` cannot run ({e}): SLURM is not installed here")),
+        Err(e) => Err(format!(
+            "`sinfo` cannot run ({e}): SLURM is not installed here"
+        )),
         Ok(out) if !out.status.success() => Err(format!(
             "`sinfo` failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )),
         Ok(_) => Ok(()),
+    }
+}
+
+/// Coordinators running in this process, and whether SIGINT/SIGTERM arrived during one.
+static COORDINATORS: AtomicUsize = AtomicUsize::new(0);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HANDLERS: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Installs (once per process) the SIGINT/SIGTERM action: while a coordinator runs, the first
+/// signal asks it to cancel its jobs and stop, a second one terminates as usual; with no
+/// coordinator running, the default action (termination) happens at once, so the local executor
+/// and library users keep the behaviour they had.
+fn install_signal_handlers() -> Result<(), SlurmError> {
+    HANDLERS
+        .get_or_init(|| {
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // SAFETY: the action only uses atomics and `emulate_default_handler`, which are
+                // async-signal-safe.
+                unsafe { signal_hook::low_level::register(signal, move || on_signal(signal)) }
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .clone()
+        .map_err(SlurmError::Signals)
+}
+
+fn on_signal(signal: i32) {
+    if COORDINATORS.load(Ordering::SeqCst) == 0 || INTERRUPTED.swap(true, Ordering::SeqCst) {
+        let _ = signal_hook::low_level::emulate_default_handler(signal);
     }
 }
 
@@ -154,8 +186,6 @@ pub(super) struct SlurmBackend<'p> {
     ready: Vec<(usize, JobResult)>,
     /// Job ids `squeue` listed when this coordinator started: what it may adopt.
     alive_at_start: HashSet<String>,
-    interrupted: Arc<AtomicBool>,
-    signal_ids: Vec<signal_hook::SigId>,
     pause: Duration,
     squeue_failures: u32,
 }
@@ -175,13 +205,9 @@ impl<'p> SlurmBackend<'p> {
             .map(|(key, _)| key)
             .collect::<HashSet<_>>();
         clear_staging_except(store, &live_keys);
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let mut signal_ids = Vec::new();
-        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_ids.push(
-                signal_hook::flag::register(signal, Arc::clone(&interrupted))
-                    .map_err(SlurmError::Signals)?,
-            );
+        install_signal_handlers()?;
+        if COORDINATORS.fetch_add(1, Ordering::SeqCst) == 0 {
+            INTERRUPTED.store(false, Ordering::SeqCst);
         }
         Ok(SlurmBackend {
             plan,
@@ -191,8 +217,6 @@ impl<'p> SlurmBackend<'p> {
             in_flight: HashMap::new(),
             ready: Vec::new(),
             alive_at_start,
-            interrupted,
-            signal_ids,
             pause: options.poll,
             squeue_failures: 0,
         })
@@ -289,8 +313,11 @@ impl<'p> SlurmBackend<'p> {
         let list = arrays.join(format!("{name}.keys"));
         write_atomic(&list, keys.as_bytes()).map_err(|e| e.to_string())?;
         let script = arrays.join(format!("{name}.sh"));
-        write_atomic(&script, batch_script(root, &list, &self.options.program).as_bytes())
-            .map_err(|e| e.to_string())?;
+        write_atomic(
+            &script,
+            batch_script(root, &list, &self.options.program).as_bytes(),
+        )
+        .map_err(|e| e.to_string())?;
         let out_dir = self.slurm_dir().join("out");
         fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
 
@@ -397,7 +424,7 @@ impl<'p> SlurmBackend<'p> {
     /// Sleeps `self.pause` in small steps so an interrupt is noticed at once.
     fn pause(&mut self) {
         let until = Instant::now() + self.pause;
-        while Instant::now() < until && !self.interrupted.load(Ordering::Relaxed) {
+        while Instant::now() < until && !interrupted() {
             std::thread::sleep(Duration::from_millis(20).min(self.pause));
         }
         self.pause = (self.pause.mul_f64(1.5)).min(self.options.max_poll);
@@ -405,11 +432,8 @@ impl<'p> SlurmBackend<'p> {
 }
 
 impl<'p> Backend<'p> for SlurmBackend<'p> {
-    fn start(
-        &mut self,
-        queue: &mut VecDeque<instance::Job<'p>>,
-    ) -> Result<Vec<usize>, ExecError> {
-        if self.interrupted.load(Ordering::Relaxed) {
+    fn start(&mut self, queue: &mut VecDeque<instance::Job<'p>>) -> Result<Vec<usize>, ExecError> {
+        if interrupted() {
             return Ok(Vec::new());
         }
         let max_jobs = self.options.settings.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
@@ -451,7 +475,7 @@ impl<'p> Backend<'p> for SlurmBackend<'p> {
 
     fn wait(&mut self) -> Result<Vec<(usize, JobResult)>, ExecError> {
         loop {
-            if self.interrupted.load(Ordering::Relaxed) {
+            if interrupted() {
                 let cancelled = self.cancel_all();
                 return Err(ExecError::Interrupted { cancelled });
             }
@@ -511,10 +535,12 @@ impl<'p> Backend<'p> for SlurmBackend<'p> {
 
 impl Drop for SlurmBackend<'_> {
     fn drop(&mut self) {
-        for id in self.signal_ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
+        COORDINATORS.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// The `sbatch` options for one array of `count` instances of a stage.
@@ -674,7 +700,10 @@ mod tests {
             Path::new("/shared/list.keys"),
             Path::new("/opt/pipe"),
         );
-        assert!(script.contains(r"cache='/shared/it'\''s/cache'"), "{script}");
+        assert!(
+            script.contains(r"cache='/shared/it'\''s/cache'"),
+            "{script}"
+        );
         assert!(script.contains("exec '/opt/pipe' exec --cache \"$cache\" \"$key\""));
     }
 }

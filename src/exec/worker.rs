@@ -128,11 +128,12 @@ pub(super) fn describe(
         reason: job.reason.to_string(),
     };
     let path = description_path(store.root(), &description.key);
-    let bytes =
-        serde_json::to_vec_pretty(&description).map_err(|e| crate::store::StoreError::BadRecord {
+    let bytes = serde_json::to_vec_pretty(&description).map_err(|e| {
+        crate::store::StoreError::BadRecord {
             path: path.clone(),
             message: e.to_string(),
-        })?;
+        }
+    })?;
     write_atomic(&path, &bytes)?;
     Ok(path)
 }
@@ -150,7 +151,8 @@ pub fn execute_described(cache: &Path, key: &str) -> Result<Record, WorkerError>
     }
     let store = Store::open(cache)?;
     let path = description_path(store.root(), key);
-    let bytes = std::fs::read(&path).map_err(|_| WorkerError::NoDescription { path: path.clone() })?;
+    let bytes =
+        std::fs::read(&path).map_err(|_| WorkerError::NoDescription { path: path.clone() })?;
     let description: JobDescription =
         serde_json::from_slice(&bytes).map_err(|e| WorkerError::BadDescription {
             path: path.clone(),
@@ -200,7 +202,10 @@ pub fn execute_described(cache: &Path, key: &str) -> Result<Record, WorkerError>
     };
     let job_key = material.key();
     if let Some(record) = store.record(&job_key)? {
-        eprintln!("pipe exec: {} already has a record; nothing to do", instance.name);
+        eprintln!(
+            "pipe exec: {} already has a record; nothing to do",
+            instance.name
+        );
         return Ok(record);
     }
     eprintln!(

@@ -1,4 +1,4 @@
 mod caching;
 mod robustness;
-mod validation;
 mod slurm;
+mod validation;

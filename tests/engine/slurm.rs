@@ -52,10 +52,8 @@ fn cluster(test: &str) -> bool {
 }
 
 fn slurm_options() -> SlurmOptions {
-    let mut options = SlurmOptions::with_program(
-        SlurmSettings::default(),
-        env!("CARGO_BIN_EXE_pipe").into(),
-    );
+    let mut options =
+        SlurmOptions::with_program(SlurmSettings::default(), env!("CARGO_BIN_EXE_pipe").into());
     options.max_poll = Duration::from_millis(500);
     options
 }
@@ -122,12 +120,13 @@ fn hello_pipeline_on_slurm_gives_the_local_artifacts() {
         k.sort();
         k
     };
-    assert_eq!(keys(&summary), keys(&local_summary), "same keys on both executors");
-    // The three words went out as one array, `joined` as a second submission.
     assert_eq!(
-        pipe::exec::SlurmStats::get(&options.stats.submissions),
-        2
+        keys(&summary),
+        keys(&local_summary),
+        "same keys on both executors"
     );
+    // The three words went out as one array, `joined` as a second submission.
+    assert_eq!(pipe::exec::SlurmStats::get(&options.stats.submissions), 2);
     let again = run_on_slurm(&remote, HELLO, &options);
     assert!(again.ran().is_empty(), "re-ran {:?}", again.ran());
     assert_eq!(again.cached().len(), 4);
@@ -194,7 +193,11 @@ fn a_failing_job_shows_its_log_and_stops_only_its_dependents() {
         panic!("{:?}", report.outcome)
     };
     let log = log.as_ref().expect("the failure names its log");
-    assert!(log.starts_with(sandbox.cache().join("logs")), "{}", log.display());
+    assert!(
+        log.starts_with(sandbox.cache().join("logs")),
+        "{}",
+        log.display()
+    );
     assert!(log.to_string_lossy().ends_with(".out"), "{}", log.display());
     let text = std::fs::read_to_string(log).expect("log exists");
     assert!(text.contains("bad failed"), "{text}");
@@ -308,4 +311,58 @@ fn executor_and_resources_are_validated_with_positions() {
         "{message}"
     );
     assert!(stdout(&output).is_empty(), "nothing ran");
+}
+
+#[test]
+fn ctrl_c_cancels_the_jobs_of_the_run() {
+    if !cluster("ctrl_c_cancels_the_jobs_of_the_run") {
+        return;
+    }
+    let sandbox = Sandbox::new();
+    sandbox.write(
+        "stages:\n  slow:\n    uses: cmd\n    foreach: {i: [1, 2, 3]}\n    with: {run: 'sleep 60; echo ${i} > \"$PIPE_OUT/s.txt\"', outputs: {s: s.txt}}\n",
+    );
+    let coordinator = sandbox
+        .cli_command(&["run", "--executor", "slurm", "pipeline.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the coordinator");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while submissions(&sandbox).len() < 3 {
+        assert!(Instant::now() < deadline, "the jobs were not submitted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = coordinator.id() as libc::pid_t;
+    // SAFETY: signals a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let output = coordinator.wait_with_output().expect("coordinator exits");
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cancelled 3 SLURM job(s)"),
+        "{}",
+        stderr(&output)
+    );
+    // scancel is asynchronous: the jobs leave the queue within a few seconds.
+    let ours: Vec<String> = submissions(&sandbox)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let queue = std::process::Command::new("squeue")
+            .args(["--noheader", "--array", "--format=%i"])
+            .output()
+            .expect("squeue");
+        let queue = String::from_utf8_lossy(&queue.stdout).into_owned();
+        if !queue.lines().any(|l| ours.contains(&l.trim().to_string())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still queued after scancel: {queue}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sandbox.record_count(), 0);
 }

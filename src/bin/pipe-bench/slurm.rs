@@ -12,7 +12,9 @@ use pipe::{Plan, RunOptions, Store};
 
 pub fn run(scratch: &Path, instances: usize) -> Result<()> {
     if let Err(why) = slurm::cluster_available() {
-        println!("slurm: skipped, no cluster ({why}); `scripts/slurm-test-cluster.sh start` starts one");
+        println!(
+            "slurm: skipped, no cluster ({why}); `scripts/slurm-test-cluster.sh start` starts one"
+        );
         return Ok(());
     }
     // Workers run the `pipe` binary built next to this one.
