@@ -3,6 +3,7 @@
 //! time (job descriptions, `sbatch`, `squeue`) per instance. Skips when no cluster answers.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -30,6 +31,45 @@ pub fn run(scratch: &Path, instances: usize) -> Result<()> {
     for arrays in [true, false] {
         one(scratch, instances, arrays, &program)?;
     }
+    bare_array(instances)
+}
+
+/// The cluster's own pace: one array of `true` tasks, no `pipe` at all, timed the same way.
+fn bare_array(instances: usize) -> Result<()> {
+    let started = Instant::now();
+    let output = Command::new("sbatch")
+        .args([
+            "--parsable",
+            &format!("--array=0-{}", instances - 1),
+            "--output=/dev/null",
+            "--wrap=true",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "sbatch: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    loop {
+        let queue = Command::new("squeue")
+            .args(["--noheader", "--jobs", &id])
+            .output()?;
+        if queue.stdout.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "slurm bare array of `true` (no pipe): {instances} tasks in {seconds:.1} s ({:.1} tasks/s): the cluster's own pace",
+        instances as f64 / seconds
+    );
     Ok(())
 }
 
