@@ -126,17 +126,35 @@ pub fn last_job(store: &Store, artifact_dir: &str) -> Option<(String, PathBuf)> 
     ))
 }
 
-/// Whether `sinfo` answers: the cheap check tests and benchmarks use to skip without a cluster.
+/// Whether `sinfo` answers (within 5 s): the cheap check the CLI, tests and benchmarks make
+/// before relying on a cluster. `sinfo` retries for a while when slurmctld is down; a cluster
+/// that slow to answer is treated as absent.
 pub fn cluster_available() -> Result<(), String> {
-    match Command::new("sinfo").args(["-h", "-o", "%P"]).output() {
-        Err(e) => Err(format!(
-            "`sinfo` cannot run ({e}): SLURM is not installed here"
-        )),
-        Ok(out) if !out.status.success() => Err(format!(
-            "`sinfo` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(_) => Ok(()),
+    let mut child = Command::new("sinfo")
+        .args(["-h", "-o", "%P"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("`sinfo` cannot run ({e}): SLURM is not installed here"))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(_)) => {
+                let mut message = String::new();
+                if let Some(mut err) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut err, &mut message);
+                }
+                return Err(format!("`sinfo` failed: {}", message.trim()));
+            }
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err("`sinfo` did not answer within 5 s: is slurmctld running?".into());
+            }
+            Err(e) => return Err(format!("`sinfo`: {e}")),
+        }
     }
 }
 

@@ -39,7 +39,9 @@ stages:
 
 /// Whether a cluster answers; if not, says so plainly (the caller then passes).
 fn cluster(test: &str) -> bool {
-    match pipe::exec::slurm::cluster_available() {
+    // One `sinfo` per test binary: with slurmctld down it takes seconds to give up.
+    static AVAILABLE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    match AVAILABLE.get_or_init(pipe::exec::slurm::cluster_available) {
         Ok(()) => true,
         Err(why) => {
             eprintln!(
