@@ -204,6 +204,8 @@ pub(super) struct SlurmBackend<'p> {
     ready: Vec<(usize, JobResult)>,
     /// Job ids `squeue` listed when this coordinator started: what it may adopt.
     alive_at_start: HashSet<String>,
+    /// The pipeline file as planned, copied into every job description.
+    pipeline_text: String,
     pause: Duration,
     squeue_failures: u32,
 }
@@ -216,6 +218,7 @@ impl<'p> SlurmBackend<'p> {
         observe: &'p (dyn Fn(Event<'_>) + Sync),
     ) -> Result<Self, ExecError> {
         let alive_at_start = squeue_ids()?;
+        let pipeline_text = worker::pipeline_text(plan)?;
         // Staging directories of jobs still running belong to them; only the rest are leftovers.
         let live_keys = remembered_jobs(store)
             .into_iter()
@@ -235,6 +238,7 @@ impl<'p> SlurmBackend<'p> {
             in_flight: HashMap::new(),
             ready: Vec::new(),
             alive_at_start,
+            pipeline_text,
             pause: options.poll,
             squeue_failures: 0,
         })
@@ -322,7 +326,7 @@ impl<'p> SlurmBackend<'p> {
         };
         let root = self.store.root();
         for job in jobs {
-            worker::describe(self.store, job).map_err(|e| e.to_string())?;
+            worker::describe(self.store, job, &self.pipeline_text).map_err(|e| e.to_string())?;
         }
         let instance = &self.plan.instances[first.index];
         let name = format!("{}-{}", instance.stage, first.key.short());

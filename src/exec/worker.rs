@@ -93,10 +93,20 @@ pub fn description_path(cache_root: &Path, key: &str) -> PathBuf {
     cache_root.join("jobs").join(format!("{key}.json"))
 }
 
+/// Reads the pipeline file's text once per run, for every description of that run.
+pub(super) fn pipeline_text(plan: &Plan) -> Result<String, crate::store::StoreError> {
+    std::fs::read_to_string(&plan.source.path).map_err(|source| crate::store::StoreError::Io {
+        context: "cannot read the pipeline file",
+        path: plan.source.path.clone(),
+        source,
+    })
+}
+
 /// Writes the description of `job` (atomically) for a worker to pick up.
 pub(super) fn describe(
     store: &Store,
     job: &instance::Job<'_>,
+    pipeline_text: &str,
 ) -> Result<PathBuf, crate::store::StoreError> {
     let plan = job.plan;
     let file_name = plan
@@ -106,17 +116,10 @@ pub(super) fn describe(
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("pipeline.yaml"));
     let pipeline = plan.project_dir.join(file_name);
-    let pipeline_text = std::fs::read_to_string(&plan.source.path).map_err(|source| {
-        crate::store::StoreError::Io {
-            context: "cannot read the pipeline file",
-            path: plan.source.path.clone(),
-            source,
-        }
-    })?;
     let description = JobDescription {
         format: FORMAT,
         pipeline,
-        pipeline_text,
+        pipeline_text: pipeline_text.to_string(),
         instance: plan.instances[job.index].name.clone(),
         key: job.key.hex(),
         material: job.material.clone(),
