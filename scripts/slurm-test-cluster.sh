@@ -23,7 +23,10 @@ start() {
     fi
     if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
         log "installing slurm-wlm and munge (about 20 s)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
+        # A fresh container may have no package lists yet: update once, then retry.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null; }
     fi
     local host cpus mem
     host=$(hostname -s)
@@ -59,8 +62,8 @@ CONF
     : > "$PIDS"
     if ! [ -S /var/run/munge/munge.socket.2 ] || ! munge -n >/dev/null 2>&1; then
         runuser -u munge -- munged
-        pgrep_munged=$(cat /var/run/munge/munged.pid 2>/dev/null || true)
-        [ -n "$pgrep_munged" ] && echo "$pgrep_munged" >> "$PIDS"
+        munged_pid=$(cat /var/run/munge/munged.pid 2>/dev/null || true)
+        [ -n "$munged_pid" ] && echo "$munged_pid" >> "$PIDS"
     fi
     slurmctld
     slurmd
