@@ -368,3 +368,36 @@ fn ctrl_c_cancels_the_jobs_of_the_run() {
     }
     assert_eq!(sandbox.record_count(), 0);
 }
+
+#[test]
+fn max_jobs_caps_what_is_queued_at_once() {
+    if !cluster("max_jobs_caps_what_is_queued_at_once") {
+        return;
+    }
+    let values: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+    let yaml = format!(
+        "settings:\n  slurm: {{max_jobs: 5}}\nstages:\n  fan:\n    uses: cmd\n    foreach:\n      i: [{}]\n    with:\n      run: 'echo ${{i}} > \"$PIPE_OUT/v.txt\"'\n      outputs: {{v: v.txt}}\n",
+        values.join(", ")
+    );
+    let sandbox = Sandbox::new();
+    let path = sandbox.write(&yaml);
+    let plan = Plan::load(&path).expect("plan");
+    let mut options = slurm_options();
+    options.settings = plan
+        .source
+        .spec
+        .settings
+        .slurm
+        .clone()
+        .expect("settings.slurm");
+    let summary = run_on_slurm(&sandbox, &yaml, &options);
+    assert!(summary.success(), "{:#?}", summary.reports);
+    assert_eq!(summary.ran().len(), 12);
+    let mut per_array = std::collections::BTreeMap::<String, usize>::new();
+    for (id, _) in submissions(&sandbox) {
+        let array = id.split_once('_').map(|(a, _)| a.to_string()).unwrap_or(id);
+        *per_array.entry(array).or_default() += 1;
+    }
+    assert!(per_array.len() >= 3, "{per_array:?}");
+    assert!(per_array.values().all(|&n| n <= 5), "{per_array:?}");
+}
