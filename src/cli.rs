@@ -58,6 +58,15 @@ pub enum Command {
         /// Say what would run and why, run nothing
         #[arg(long)]
         dry_run: bool,
+        /// Where instances run (default: settings.executor, else local)
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorArg>,
+    },
+    /// Run one submitted instance (what a SLURM job calls); exit 0 done, 1 failed, 3 the cache
+    /// is not visible on this node
+    Exec {
+        /// The instance key (`cache/jobs/<key>.json` describes it)
+        key: String,
     },
     /// Each instance: up to date, or will run and why
     Status {
@@ -97,6 +106,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorArg {
+    Local,
+    Slurm,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -145,6 +160,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             force,
             only,
             dry_run,
+            executor,
         } => {
             let plan = Plan::load(file)?;
             let store = open_store(&cli.cache)?;
@@ -163,12 +179,29 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 only: only.clone(),
                 artifacts: cli.artifacts.clone(),
             };
+            let executor = choose_executor(&plan, *executor)?;
             let display = Display::new();
-            let summary = exec::run(&plan, &store, &options, &|event| display.handle(event))?;
+            let result = exec::run_with(&plan, &store, &options, &executor, &|event| {
+                display.handle(event)
+            });
             display.finish();
+            let summary = match result {
+                Err(exec::ExecError::Interrupted { cancelled }) => {
+                    eprintln!("interrupted: cancelled {cancelled} SLURM job(s); finished instances stay cached");
+                    return Ok(130);
+                }
+                other => other?,
+            };
             print_summary(&summary, &cli.artifacts);
             Ok(if summary.success() { 0 } else { 1 })
         }
+        Command::Exec { key } => match exec::execute_described(&cli.cache, key) {
+            Ok(_) => Ok(0),
+            Err(e) => {
+                eprintln!("pipe exec: error: {e}");
+                Ok(e.exit_code())
+            }
+        },
         Command::Status { file, force } => {
             let plan = Plan::load(file)?;
             let store = open_store(&cli.cache)?;
@@ -266,6 +299,23 @@ fn dispatch(cli: &Cli) -> Result<i32> {
     }
 }
 
+/// `--executor`, else the pipeline's `settings.executor`.
+fn choose_executor(plan: &Plan, arg: Option<ExecutorArg>) -> Result<exec::Executor> {
+    let settings = &plan.source.spec.settings;
+    let slurm = match arg {
+        Some(ExecutorArg::Slurm) => true,
+        Some(ExecutorArg::Local) => false,
+        None => settings.executor == crate::spec::ExecutorKind::Slurm,
+    };
+    if !slurm {
+        return Ok(exec::Executor::Local);
+    }
+    exec::slurm::cluster_available()
+        .map_err(|why| anyhow::anyhow!("the SLURM executor needs a cluster: {why}"))?;
+    let options = exec::SlurmOptions::new(settings.slurm.clone().unwrap_or_default())?;
+    Ok(exec::Executor::Slurm(options))
+}
+
 fn open_store(path: &Path) -> Result<Store> {
     Store::open(path).with_context(|| format!("cannot open the cache at {}", path.display()))
 }
@@ -306,6 +356,9 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
             instance.plugin.version()
         );
         println!("  params: {}", instance.resolved.params);
+        if let Some((job, log)) = exec::slurm::last_job(store, &instance.artifact_dir()) {
+            println!("  SLURM job {job}, log: {}", log.display());
+        }
         match store.latest_record(&instance.artifact_dir())? {
             None => println!("  not run yet in this cache"),
             Some(record) => {

@@ -1,15 +1,19 @@
 //! The local executor: walks the plan, reuses cached instances, runs the rest in parallel under a
 //! thread budget, and records results atomically.
 //!
-//! Scheduling (which instance is ready, which are skipped) stays on the calling thread; each
-//! instance runs on a scoped worker thread and reports back over a channel. A failed instance
+//! Scheduling (which instance is ready, which are skipped) stays on the calling thread
+//! ([`Schedule`]); a backend runs the misses: each on a scoped worker thread reporting back over
+//! a channel (local), or as SLURM jobs running `pipe exec <key>` over a shared cache
+//! ([`slurm`], [`worker`]). A failed instance
 //! skips only its dependents. A killed process leaves only staging directories (removed on the
 //! next run) and checkpoints (used to resume).
 
 mod decide;
 mod instance;
+pub mod slurm;
+pub mod worker;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -18,6 +22,8 @@ use crate::plan::Plan;
 use crate::store::{OutputRecord, Store, StoreError};
 
 pub use decide::{key_material, lookup, Lookup, Reason};
+pub use slurm::{SlurmError, SlurmOptions, SlurmStats};
+pub use worker::{execute_described, JobDescription, WorkerError};
 
 /// How to run a plan.
 #[derive(Debug, Clone)]
@@ -118,6 +124,10 @@ pub enum ExecError {
     Store(#[from] StoreError),
     #[error("`{0}` matches no stage or instance in this pipeline")]
     UnknownSelector(String),
+    #[error(transparent)]
+    Slurm(#[from] SlurmError),
+    #[error("interrupted: cancelled {cancelled} SLURM job(s) of this run")]
+    Interrupted { cancelled: usize },
 }
 
 #[derive(Clone)]
@@ -156,49 +166,212 @@ pub fn selection(
     Ok((selected, forced))
 }
 
-/// Runs the plan. Takes the cache lock for the duration.
+/// Where cache misses run.
+#[derive(Debug, Clone, Default)]
+pub enum Executor {
+    /// Scoped threads of this process, under `RunOptions::jobs` thread slots.
+    #[default]
+    Local,
+    /// One SLURM job (or one job array per stage) per batch of ready instances.
+    Slurm(SlurmOptions),
+}
+
+/// Runs the plan with the local executor. Takes the cache lock for the duration.
 pub fn run(
     plan: &Plan,
     store: &Store,
     options: &RunOptions,
     observe: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<RunSummary, ExecError> {
+    run_with(plan, store, options, &Executor::Local, observe)
+}
+
+/// Runs the plan on `executor`. Takes the cache lock for the duration; cluster workers write
+/// records without it (each to its own key), so the lock still means "one coordinator".
+pub fn run_with(
+    plan: &Plan,
+    store: &Store,
+    options: &RunOptions,
+    executor: &Executor,
+    observe: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<RunSummary, ExecError> {
     let started = Instant::now();
     let (selected, forced) = selection(plan, &options.only, &options.force)?;
     let _lock = store.lock(|message| tracing::warn!("{message}"))?;
-    let leftovers = store.clear_staging()?;
-    if leftovers > 0 {
-        tracing::info!("removed {leftovers} staging directories left by an interrupted run");
-    }
-
-    let n = plan.instances.len();
-    let mut state = vec![State::Pending; n];
-    let mut outcomes: Vec<Option<(Outcome, Option<String>)>> = vec![None; n];
-    let mut ran_this_run = vec![false; n];
-    let jobs = options.jobs.max(1);
-    let mut free_slots = jobs;
-    let mut running = 0usize;
-    observe(Event::Planned {
-        total: selected.len(),
-    });
-
-    let label_of = |i: usize| {
-        let inst = &plan.instances[i];
-        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
+    let schedule = Schedule {
+        plan,
+        store,
+        options,
+        selected: &selected,
+        forced: &forced,
+    };
+    let mut outcomes = match executor {
+        Executor::Local => {
+            let leftovers = store.clear_staging()?;
+            if leftovers > 0 {
+                tracing::info!(
+                    "removed {leftovers} staging directories left by an interrupted run"
+                );
+            }
+            std::thread::scope(|scope| {
+                let mut backend = LocalBackend::new(scope, plan, options.jobs, observe);
+                schedule.drive(&mut backend, observe)
+            })?
+        }
+        Executor::Slurm(slurm_options) => {
+            let mut backend = slurm::SlurmBackend::new(plan, store, slurm_options, observe)?;
+            schedule.drive(&mut backend, observe)?
+        }
     };
 
-    std::thread::scope(|scope| -> Result<(), ExecError> {
-        let (sender, receiver) =
-            mpsc::channel::<(usize, Result<instance::Finished, instance::Failure>)>();
-        let mut queue: std::collections::VecDeque<instance::Job<'_>> =
-            std::collections::VecDeque::new();
+    let reports = plan
+        .order
+        .iter()
+        .filter_map(|&i| {
+            outcomes[i].take().map(|(outcome, key)| InstanceReport {
+                name: plan.instances[i].name.clone(),
+                stage: plan.instances[i].stage.clone(),
+                key,
+                outcome,
+            })
+        })
+        .collect();
+    Ok(RunSummary {
+        reports,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+type JobResult = Result<instance::Finished, instance::Failure>;
+
+/// What the scheduler needs from an executor: start ready jobs, report finished ones.
+trait Backend<'p> {
+    /// Starts what it can from the front of `queue` (leaving the rest queued), emitting
+    /// `Event::Started` for each; returns the indices it took.
+    fn start(&mut self, queue: &mut VecDeque<instance::Job<'p>>) -> Result<Vec<usize>, ExecError>;
+    /// Jobs started and not yet reported by `wait`.
+    fn in_flight(&self) -> usize;
+    /// Blocks until at least one started job finished (empty only if none can).
+    fn wait(&mut self) -> Result<Vec<(usize, JobResult)>, ExecError>;
+}
+
+/// Runs each job on a scoped thread while thread slots last; an instance wider than `jobs`
+/// runs alone.
+struct LocalBackend<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    plan: &'env Plan,
+    observe: &'env (dyn Fn(Event<'_>) + Sync),
+    sender: mpsc::Sender<(usize, JobResult)>,
+    receiver: mpsc::Receiver<(usize, JobResult)>,
+    jobs: usize,
+    free_slots: usize,
+    running: usize,
+}
+
+impl<'scope, 'env> LocalBackend<'scope, 'env> {
+    fn new(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        plan: &'env Plan,
+        jobs: usize,
+        observe: &'env (dyn Fn(Event<'_>) + Sync),
+    ) -> Self {
+        let (sender, receiver) = mpsc::channel();
+        let jobs = jobs.max(1);
+        LocalBackend {
+            scope,
+            plan,
+            observe,
+            sender,
+            receiver,
+            jobs,
+            free_slots: jobs,
+            running: 0,
+        }
+    }
+}
+
+impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
+    fn start(
+        &mut self,
+        queue: &mut VecDeque<instance::Job<'env>>,
+    ) -> Result<Vec<usize>, ExecError> {
+        let mut started = Vec::new();
+        while let Some(job) = queue.front() {
+            let threads = self.plan.instances[job.index].resolved.threads;
+            if self.running > 0 && threads > self.free_slots {
+                break;
+            }
+            let Some(job) = queue.pop_front() else { break };
+            self.free_slots = self.free_slots.saturating_sub(threads);
+            self.running += 1;
+            let i = job.index;
+            started.push(i);
+            (self.observe)(Event::Started {
+                instance: &self.plan.instances[i].name,
+                reason: &job.reason,
+            });
+            let sender = self.sender.clone();
+            let observe = self.observe;
+            self.scope.spawn(move || {
+                let result = job.execute(observe);
+                let _ = sender.send((i, result));
+            });
+        }
+        Ok(started)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.running
+    }
+
+    fn wait(&mut self) -> Result<Vec<(usize, JobResult)>, ExecError> {
+        let Ok((i, result)) = self.receiver.recv() else {
+            return Ok(Vec::new());
+        };
+        self.running -= 1;
+        self.free_slots =
+            (self.free_slots + self.plan.instances[i].resolved.threads).min(self.jobs);
+        Ok(vec![(i, result)])
+    }
+}
+
+/// The executor-independent part of a run: which instance is ready, hit or miss, skipped.
+struct Schedule<'p> {
+    plan: &'p Plan,
+    store: &'p Store,
+    options: &'p RunOptions,
+    selected: &'p HashSet<usize>,
+    forced: &'p HashSet<usize>,
+}
+
+type Outcomes = Vec<Option<(Outcome, Option<String>)>>;
+
+impl<'p> Schedule<'p> {
+    fn drive(
+        &self,
+        backend: &mut dyn Backend<'p>,
+        observe: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Result<Outcomes, ExecError> {
+        let (plan, store, options) = (self.plan, self.store, self.options);
+        let n = plan.instances.len();
+        let mut state = vec![State::Pending; n];
+        let mut outcomes: Outcomes = vec![None; n];
+        let mut ran_this_run = vec![false; n];
+        observe(Event::Planned {
+            total: self.selected.len(),
+        });
+        let label_of = |i: usize| {
+            let inst = &plan.instances[i];
+            inst.label.clone().unwrap_or_else(|| inst.stage.clone())
+        };
+        let mut queue: VecDeque<instance::Job<'p>> = VecDeque::new();
         loop {
             // Start or resolve everything that is ready, in plan order.
             let mut progressed = true;
             while progressed {
                 progressed = false;
                 for &i in &plan.order {
-                    if !selected.contains(&i) || !matches!(state[i], State::Pending) {
+                    if !self.selected.contains(&i) || !matches!(state[i], State::Pending) {
                         continue;
                     }
                     let instance = &plan.instances[i];
@@ -239,7 +412,7 @@ pub fn run(
                         .filter_map(|&d| upstream(d).map(|o| (d, o)))
                         .collect();
                     progressed = true;
-                    match lookup(store, instance, &material, forced.contains(&i)) {
+                    match lookup(store, instance, &material, self.forced.contains(&i)) {
                         Lookup::Hit(record) => {
                             materialize(
                                 store,
@@ -272,89 +445,51 @@ pub fn run(
                     }
                 }
             }
-            // Start queued work while thread slots last; an instance wider than `jobs` runs alone.
-            while let Some(job) = queue.front() {
-                let threads = plan.instances[job.index].resolved.threads;
-                if running > 0 && threads > free_slots {
-                    break;
-                }
-                let Some(job) = queue.pop_front() else { break };
-                free_slots = free_slots.saturating_sub(threads);
-                running += 1;
-                let i = job.index;
+            for i in backend.start(&mut queue)? {
                 state[i] = State::Running;
-                observe(Event::Started {
-                    instance: &plan.instances[i].name,
-                    reason: &job.reason,
-                });
-                let sender = sender.clone();
-                scope.spawn(move || {
-                    let result = job.execute(observe);
-                    let _ = sender.send((i, result));
-                });
             }
-            if running == 0 {
+            if backend.in_flight() == 0 {
                 break;
             }
-            let Ok((i, result)) = receiver.recv() else {
-                break;
-            };
-            running -= 1;
-            free_slots = (free_slots + plan.instances[i].resolved.threads).min(jobs);
-            let instance = &plan.instances[i];
-            match result {
-                Ok(finished) => {
-                    materialize(
-                        store,
-                        &options.artifacts,
-                        &instance.artifact_dir(),
-                        &finished.record.outputs,
-                    )?;
-                    let outcome = Outcome::Ran {
-                        seconds: finished.record.seconds,
-                        reason: finished.reason,
-                    };
-                    observe(Event::Finished {
-                        instance: &instance.name,
-                        outcome: &outcome,
-                    });
-                    outcomes[i] = Some((outcome, Some(finished.record.key.clone())));
-                    ran_this_run[i] = true;
-                    state[i] = State::Done(finished.record.outputs);
-                }
-                Err(failure) => {
-                    let outcome = Outcome::Failed {
-                        error: failure.message,
-                        log: failure.log,
-                    };
-                    observe(Event::Finished {
-                        instance: &instance.name,
-                        outcome: &outcome,
-                    });
-                    outcomes[i] = Some((outcome, Some(failure.key)));
-                    state[i] = State::Failed;
+            for (i, result) in backend.wait()? {
+                let instance = &plan.instances[i];
+                match result {
+                    Ok(finished) => {
+                        materialize(
+                            store,
+                            &options.artifacts,
+                            &instance.artifact_dir(),
+                            &finished.record.outputs,
+                        )?;
+                        let outcome = Outcome::Ran {
+                            seconds: finished.record.seconds,
+                            reason: finished.reason,
+                        };
+                        observe(Event::Finished {
+                            instance: &instance.name,
+                            outcome: &outcome,
+                        });
+                        outcomes[i] = Some((outcome, Some(finished.record.key.clone())));
+                        ran_this_run[i] = true;
+                        state[i] = State::Done(finished.record.outputs);
+                    }
+                    Err(failure) => {
+                        let outcome = Outcome::Failed {
+                            error: failure.message,
+                            log: failure.log,
+                        };
+                        observe(Event::Finished {
+                            instance: &instance.name,
+                            outcome: &outcome,
+                        });
+                        outcomes[i] = Some((outcome, Some(failure.key)));
+                        state[i] = State::Failed;
+                    }
                 }
             }
         }
-        Ok(())
-    })?;
-
-    let reports = plan
-        .order
-        .iter()
-        .filter_map(|&i| {
-            outcomes[i].take().map(|(outcome, key)| InstanceReport {
-                name: plan.instances[i].name.clone(),
-                stage: plan.instances[i].stage.clone(),
-                key,
-                outcome,
-            })
-        })
-        .collect();
-    Ok(RunSummary {
-        reports,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        Ok(outcomes)
+    }
 }
 
 fn materialize(

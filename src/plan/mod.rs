@@ -96,6 +96,7 @@ impl Plan {
         };
         let instances = builder.expand();
         let mut diagnostics = builder.diagnostics;
+        diagnostics.extend(spec::check_cluster_settings(&source));
         let (graph, order) = match build_graph(&instances) {
             Ok(ok) => ok,
             Err(cycle) => {

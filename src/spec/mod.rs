@@ -6,6 +6,7 @@
 
 mod interpolate;
 mod location;
+mod resources;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 pub use interpolate::{interpolate, scalar_text, substitute, Scope};
 pub use location::{LocationIndex, Pos};
+pub use resources::{check_cluster_settings, Resources, SlurmSettings};
 
 /// A parsed pipeline file, before expansion.
 #[derive(Debug, Clone, Deserialize)]
@@ -37,9 +39,11 @@ pub struct PipelineSpec {
 pub struct Settings {
     /// Default for `--jobs` (parallel thread slots).
     pub jobs: Option<usize>,
-    /// Where instances run. Only `local` exists today.
+    /// Where instances run: `local` (threads of this process) or `slurm` (cluster jobs).
     #[serde(default)]
     pub executor: ExecutorKind,
+    /// How the SLURM executor submits (used only with `executor: slurm`).
+    pub slurm: Option<SlurmSettings>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -47,6 +51,7 @@ pub struct Settings {
 pub enum ExecutorKind {
     #[default]
     Local,
+    Slurm,
 }
 
 /// One `stages:` entry.
@@ -69,6 +74,8 @@ pub struct StageSpec {
     pub foreach: IndexMap<String, serde_yaml::Value>,
     /// Overrides the pipeline seed for this stage.
     pub seed: Option<u64>,
+    /// What one instance asks a cluster for (SLURM executor); never part of the key.
+    pub resources: Option<Resources>,
 }
 
 /// A parsed file with what error reporting needs.
@@ -213,8 +220,10 @@ fn help_for_shape_error(field: &str, message: &str) -> Option<String> {
     if message.starts_with("unknown field") {
         let known = match field.split('.').count() {
             1 | 0 => "seed, vars, settings, stages",
-            _ if field.starts_with("settings") => "jobs, executor",
-            _ => "uses, with, inputs, needs, foreach, seed",
+            _ if field.starts_with("settings.slurm") => resources::SLURM_KEYS,
+            _ if field.starts_with("settings") => "jobs, executor, slurm",
+            _ if field.contains(".resources") => resources::RESOURCE_KEYS,
+            _ => "uses, with, inputs, needs, foreach, seed, resources",
         };
         return Some(format!("the keys allowed here are: {known}"));
     }

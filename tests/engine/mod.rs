@@ -1,3 +1,4 @@
 mod caching;
 mod robustness;
+mod slurm;
 mod validation;

@@ -4,8 +4,11 @@
 //! - `engine`: no-op re-runs of 1,000 / 10,000 `cmd` instances (target < 1 s at 10,000) and
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
+//! - `slurm [instances]`: 200 trivial instances through the local SLURM test cluster, one job
+//!   array vs one job each (skipped without a cluster).
 
 mod engine;
+mod slurm;
 mod train;
 
 use anyhow::{anyhow, Result};
@@ -23,8 +26,12 @@ fn main() -> Result<()> {
         let sequences = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
         train::run(sequences).map_err(|e| anyhow!("{e}"))?;
     }
-    if let Some(name) = section.filter(|s| !["engine", "train"].contains(&s.as_str())) {
-        anyhow::bail!("unknown section `{name}`; sections: engine, train");
+    if wants("slurm") {
+        let instances = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
+        slurm::run(scratch.path(), instances)?;
+    }
+    if let Some(name) = section.filter(|s| !["engine", "train", "slurm"].contains(&s.as_str())) {
+        anyhow::bail!("unknown section `{name}`; sections: engine, train, slurm");
     }
     Ok(())
 }
