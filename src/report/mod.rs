@@ -121,7 +121,9 @@ pub struct ReportInputs {
 
 impl ReportInputs {
     fn labels(&self) -> Vec<(&'static str, Vec<&str>)> {
-        let names = |items: &[(String, Table)]| items.iter().map(|(l, _)| l.as_str()).collect();
+        fn names(items: &[(String, Table)]) -> Vec<&str> {
+            items.iter().map(|(l, _)| l.as_str()).collect()
+        }
         vec![
             ("base", names(&self.base)),
             ("prune", names(&self.prune)),

@@ -160,6 +160,8 @@ fn thesis_analysis_pipeline_reproduces_tables_6_1_to_6_5() {
     );
 }
 
+/// The `# ${variant}` comments keep the two fake instances' keys apart: identical parameters would
+/// give both the same cache key, and the engine then runs them into one staging directory.
 /// A pipeline with fake base-training metrics for two variants and one pruning run, and a report.
 const PARTIAL_PIPELINE: &str = r#"
 seed: 3
@@ -168,7 +170,7 @@ stages:
     uses: cmd
     foreach: {variant: [rnn_tanh, gru]}
     with:
-      run: 'printf "epoch,train_loss,train_acc,test_loss,test_acc,seconds\n1,0.6,0.7,0.5,0.8,1\n2,0.3,0.9,0.2,0.95,1\n3,0.1,0.97,0.1,0.99,1\n" > "$PIPE_OUT/metrics.csv"'
+      run: 'printf "epoch,train_loss,train_acc,test_loss,test_acc,seconds\n1,0.6,0.7,0.5,0.8,1\n2,0.3,0.9,0.2,0.95,1\n3,0.1,0.97,0.1,0.99,1\n" > "$PIPE_OUT/metrics.csv" # ${variant}'
       outputs: {metrics: metrics.csv}
   prune:
     uses: cmd
