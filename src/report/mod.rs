@@ -925,7 +925,10 @@ fn pearson_tables_section(html: &mut Html, inputs: &ReportInputs) {
                 } else {
                     "not run".into()
                 },
-                fmt(our.map(|o| o.1), 3)
+                our.map(|o| o.1)
+                    .filter(|p| p.is_finite())
+                    .map(|p| format!("{p:.1e}"))
+                    .unwrap_or_else(|| "—".into())
             );
         }
         table.push_str("</table></div>");
