@@ -4,12 +4,14 @@
 //! executor ([`exec`]) reuses what the content-addressed cache ([`store`]) already holds and runs
 //! the rest through stage plugins ([`stage`], [`stages`]).
 
+pub mod analysis;
 pub mod cli;
 pub mod data;
 pub mod exec;
 pub mod graph;
 pub mod nn;
 pub mod plan;
+pub mod report;
 pub mod spec;
 pub mod stage;
 pub mod stages;

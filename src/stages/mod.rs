@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use crate::stage::Stage;
 
+pub mod analysis;
 pub mod cmd;
 pub mod data;
 pub mod graphs;
+pub mod report;
 pub mod train;
 
 /// Every built-in plugin.
@@ -18,5 +20,10 @@ pub fn builtins() -> Vec<Arc<dyn Stage>> {
         Arc::new(graphs::RandomGraphs),
         Arc::new(graphs::GraphProperties),
         Arc::new(train::Train),
+        Arc::new(analysis::DataTable),
+        Arc::new(analysis::Join),
+        Arc::new(analysis::Correlate),
+        Arc::new(analysis::Regress),
+        Arc::new(report::Report),
     ]
 }

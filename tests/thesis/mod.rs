@@ -1,3 +1,4 @@
+mod analysis;
 mod graph_oracle;
 mod nn_equivalence;
 mod reber;
