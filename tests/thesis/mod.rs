@@ -1,5 +1,6 @@
 mod graph_oracle;
 mod nn_equivalence;
 mod reber;
+mod structure;
 mod torch;
 mod train;
