@@ -428,12 +428,16 @@ struct Placement {
     shape: Vec<i64>,
 }
 
-/// The recurrent slots of one target layer in a group.
+/// The recurrent slots of one target layer in a group. Each network numbers its connections into
+/// the layer 0 (main), 1, 2, … (skips by ascending source), so the slot count is the largest
+/// per-network count, not the number of distinct sources in the group; a slot then reads
+/// different layers in different networks, which the input pairs express.
 #[derive(Debug)]
 struct GroupLayer {
-    /// Layer read by each slot (`None` = embedding); slot 0 is the main connection.
-    sources: Vec<Option<usize>>,
-    /// Per slot `[N, G·W, W_source]`.
+    slot_count: usize,
+    /// Per input pair: (slot, layer read or `None` for the embedding), each with a weight
+    /// `[N, G·W, W_source]` that is zero (masked) for networks whose slot reads another layer.
+    inputs: Vec<(usize, Option<usize>)>,
     weight_ih: Vec<Tensor>,
     mask_ih: Vec<Tensor>,
     /// `[N, S, G·W, W]`
@@ -500,20 +504,36 @@ impl NetworkGroup {
             .map(|n| n.structure.layer_sizes[n.structure.last_layer()])
             .max()
             .unwrap_or(1);
-        // Slots per layer: the main connection, then every skip source used by any member.
-        let mut sources: Vec<Vec<Option<usize>>> = (0..layer_count)
-            .map(|layer| vec![layer.checked_sub(1)])
+        // Per network, the slot of each connection: its rank among the connections into its
+        // target layer (main first, then skips by source, the order of `connections`).
+        let member_slots: Vec<Vec<usize>> = networks
+            .iter()
+            .map(|network| {
+                let mut next = vec![0usize; layer_count];
+                network
+                    .structure
+                    .connections
+                    .iter()
+                    .map(|c| {
+                        next[c.target] += 1;
+                        next[c.target] - 1
+                    })
+                    .collect()
+            })
             .collect();
-        for network in networks {
-            for connection in network.structure.connections.iter().filter(|c| c.is_skip()) {
-                let slots = &mut sources[connection.target];
-                if !slots.contains(&connection.source) {
-                    slots.push(connection.source);
+        let mut slot_counts = vec![1usize; layer_count];
+        let mut inputs: Vec<Vec<(usize, Option<usize>)>> = vec![Vec::new(); layer_count];
+        for (network, slots) in networks.iter().zip(&member_slots) {
+            for (connection, &slot) in network.structure.connections.iter().zip(slots) {
+                let layer = connection.target;
+                slot_counts[layer] = slot_counts[layer].max(slot + 1);
+                if !inputs[layer].contains(&(slot, connection.source)) {
+                    inputs[layer].push((slot, connection.source));
                 }
             }
         }
-        for slots in &mut sources {
-            slots[1..].sort();
+        for pairs in &mut inputs {
+            pairs.sort();
         }
 
         // The group's parameter list: embedding, per layer (ih per slot, hh, bias_ih, bias_hh),
@@ -523,16 +543,16 @@ impl NetworkGroup {
         values.push(Buffer::zeros(&[count, VOCAB_SIZE as usize, widths[0]]));
         masks.push(None);
         let mut layer_parameters = Vec::with_capacity(layer_count);
-        for (layer, slots) in sources.iter().enumerate() {
+        for (layer, pairs) in inputs.iter().enumerate() {
             let rows = gates * widths[layer];
             let ih_start = values.len();
-            for source in slots {
+            for (_, source) in pairs {
                 let input = source.map_or(widths[0], |s| widths[s]);
                 values.push(Buffer::zeros(&[count, rows, input]));
                 masks.push(Some(Buffer::zeros(&[count, rows, input])));
             }
             let hh = values.len();
-            let slot_count = slots.len();
+            let slot_count = slot_counts[layer];
             values.push(Buffer::zeros(&[count, slot_count, rows, widths[layer]]));
             masks.push(Some(Buffer::zeros(&[
                 count,
@@ -585,18 +605,18 @@ impl NetworkGroup {
                 &next_values()?,
                 None,
             );
-            for connection in &structure.connections {
+            for (connection, &slot) in structure.connections.iter().zip(&member_slots[member]) {
                 let layer = connection.target;
                 let (ih_start, hh) = layer_parameters[layer];
-                let slot = sources[layer]
+                let pair = inputs[layer]
                     .iter()
-                    .position(|s| *s == connection.source)
+                    .position(|p| *p == (slot, connection.source))
                     .ok_or_else(|| NnError::InvalidConfig("connection without a slot".into()))?;
                 let hidden = structure.layer_sizes[layer];
                 let input = structure.input_width(connection);
                 let width = widths[layer];
                 let row = |gate: usize, unit: usize| gate * width + unit;
-                let ih = ih_start + slot;
+                let ih = ih_start + pair;
                 let mut ih_offsets = Vec::new();
                 let mut hh_offsets = Vec::new();
                 let mut bias_offsets = Vec::new();
@@ -717,16 +737,17 @@ impl NetworkGroup {
         };
         let embedding = to_leaf(&values[0])?;
         let mut layers = Vec::with_capacity(layer_count);
-        for (layer, slots) in sources.into_iter().enumerate() {
+        for (layer, pairs) in inputs.into_iter().enumerate() {
             let (ih_start, hh) = layer_parameters[layer];
-            let mut weight_ih = Vec::with_capacity(slots.len());
-            let mut mask_ih = Vec::with_capacity(slots.len());
-            for slot in 0..slots.len() {
-                weight_ih.push(to_leaf(&values[ih_start + slot])?);
-                mask_ih.push(to_mask(&masks[ih_start + slot])?);
+            let mut weight_ih = Vec::with_capacity(pairs.len());
+            let mut mask_ih = Vec::with_capacity(pairs.len());
+            for index in 0..pairs.len() {
+                weight_ih.push(to_leaf(&values[ih_start + index])?);
+                mask_ih.push(to_mask(&masks[ih_start + index])?);
             }
             layers.push(GroupLayer {
-                sources: slots,
+                slot_count: slot_counts[layer],
+                inputs: pairs,
                 weight_ih,
                 mask_ih,
                 weight_hh: to_leaf(&values[hh])?,
@@ -779,16 +800,16 @@ impl NetworkGroup {
 
     /// Recurrent slots (blocks of the fused recurrences) of each layer position.
     pub fn slot_counts(&self) -> Vec<usize> {
-        self.layers.iter().map(|l| l.sources.len()).collect()
+        self.layers.iter().map(|l| l.slot_count).collect()
     }
 
     /// The group's parameters in a fixed order (shallow clones), named for the optimizer.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut named = vec![("embedding".to_string(), self.embedding.shallow_clone())];
         for (index, layer) in self.layers.iter().enumerate() {
-            for (slot, weight) in layer.weight_ih.iter().enumerate() {
+            for (pair, weight) in layer.weight_ih.iter().enumerate() {
                 named.push((
-                    format!("l{index}.s{slot}.weight_ih"),
+                    format!("l{index}.input{pair}.weight_ih"),
                     weight.shallow_clone(),
                 ));
             }
@@ -839,9 +860,10 @@ impl NetworkGroup {
             .f_permute([1, 0, 2, 3])?;
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let mut projections = Vec::with_capacity(layer.sources.len());
-            for ((source, weight), mask) in layer
-                .sources
+            let mut projections: Vec<Option<Tensor>> =
+                (0..layer.slot_count).map(|_| None).collect();
+            for (((slot, source), weight), mask) in layer
+                .inputs
                 .iter()
                 .zip(&layer.weight_ih)
                 .zip(&layer.mask_ih)
@@ -850,10 +872,20 @@ impl NetworkGroup {
                     Some(s) => &outputs[*s],
                     None => &embedded,
                 };
-                // [T, N, B, in] · [N, in, G·W] → [T, N, B, G·W]
+                // [T, N, B, in] · [N, in, G·W] → [T, N, B, G·W]; a network whose slot reads
+                // another layer has zero weights here, so the sum below adds exact zeros.
                 let weight_t = weight.f_mul(mask)?.f_transpose(-1, -2)?;
-                projections.push(input.f_matmul(&weight_t)?);
+                let projection = input.f_matmul(&weight_t)?;
+                let entry = &mut projections[*slot];
+                *entry = Some(match entry.take() {
+                    Some(previous) => previous.f_add(&projection)?,
+                    None => projection,
+                });
             }
+            let projections = projections
+                .into_iter()
+                .map(|p| p.ok_or_else(|| NnError::InvalidConfig("a slot without input".into())))
+                .collect::<NnResult<Vec<Tensor>>>()?;
             let bias_ih = layer.bias_ih.f_mul(&layer.bias_mask)?;
             let bias_hh = layer.bias_hh.f_mul(&layer.bias_mask)?;
             // [T, N, S, B, G·W] + [N, S, 1, G·W]
@@ -865,7 +897,7 @@ impl NetworkGroup {
             let weight_hh = layer.weight_hh.f_mul(&layer.mask_hh)?;
             let hidden = run_projected(self.variant, &projected, &weight_hh, &bias_hh)?;
             // The block-diagonal recurrence's blocks add up to the layer's output.
-            let output = if layer.sources.len() == 1 {
+            let output = if layer.slot_count == 1 {
                 hidden.f_squeeze_dim(2)?
             } else {
                 hidden.f_sum_dim_intlist(&[2i64][..], false, None::<Kind>)?

@@ -41,8 +41,13 @@ fn graphs() -> Vec<Graph> {
         ),
         // Two sources, 3 layers, a skip 0→2.
         g(1, 5, &[(0, 2), (1, 2), (2, 3), (1, 3), (3, 4), (0, 4)]),
-        // A chain of 5 layers with a long skip 0→4.
-        g(2, 5, &[(0, 1), (1, 2), (2, 3), (3, 4), (0, 4), (2, 4)]),
+        // A chain of 5 layers with a long skip 0→4, and 1→3: slot 1 of layer 3 reads layer 1
+        // here but layer 0 in the first graph.
+        g(
+            2,
+            5,
+            &[(0, 1), (1, 2), (2, 3), (3, 4), (0, 4), (2, 4), (1, 3)],
+        ),
         // 2 layers only, wide.
         g(3, 6, &[(0, 3), (1, 3), (2, 4), (0, 5), (2, 5)]),
     ]
