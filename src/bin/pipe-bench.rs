@@ -176,6 +176,8 @@ mod structure {
     const FULL_TRAIN: f64 = 18_750.0;
     const FULL_TEST: f64 = 6_250.0;
     const FULL_NETWORK_EPOCHS: f64 = 800.0 * 15.0;
+    // (the per-variant lines price all 800 networks at that variant's cost; the summary sums
+    // 200 per variant)
 
     fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         std::env::var(name)
@@ -298,13 +300,7 @@ mod structure {
                     .sum::<usize>();
             }
             let group = NetworkGroup::from_networks(&group_networks)?;
-            padded_units += group.len()
-                * group
-                    .widths()
-                    .iter()
-                    .zip(group.slot_counts())
-                    .map(|(w, s)| w * s)
-                    .sum::<usize>();
+            padded_units += group.len() * group.recurrent_units().iter().sum::<usize>();
             let mut adam = Adam::new(group.named_parameters(), AdamConfig::default())?;
             let started = Instant::now();
             // `subset` is already the epoch's first batches, so train it in file order.
@@ -327,18 +323,18 @@ mod structure {
 
     pub fn run() -> Result<()> {
         tch::set_num_threads(env_or("PIPE_BENCH_THREADS", 1));
-        let batches: usize = env_or("PIPE_BENCH_BATCHES", TRAIN.div_ceil(128));
+        let batches: usize = env_or("PIPE_BENCH_BATCHES", 2);
         let variants: Vec<Variant> = std::env::var("PIPE_BENCH_VARIANTS")
-            .unwrap_or_else(|_| "lstm".into())
+            .unwrap_or_else(|_| "rnn_tanh,rnn_relu,lstm,gru".into())
             .split(',')
             .map(|v| v.parse().map_err(anyhow::Error::msg))
             .collect::<Result<_>>()?;
         let sizes: Vec<usize> = std::env::var("PIPE_BENCH_GROUPS")
-            .unwrap_or_else(|_| "1,8,32,100".into())
+            .unwrap_or_else(|_| "1,4,8,16,32,100".into())
             .split(',')
             .map(|v| v.parse::<usize>().map_err(anyhow::Error::from))
             .collect::<Result<_>>()?;
-        let alone_count: usize = env_or("PIPE_BENCH_ALONE", 10);
+        let alone_count: usize = env_or("PIPE_BENCH_ALONE", 100);
         let dataset = generate(&GeneratorParams {
             total: TRAIN + TEST,
             test: TestSize::Count(TEST),
@@ -369,6 +365,11 @@ mod structure {
             batches,
             TRAIN.div_ceil(128)
         );
+        // Per group size, the projected full sweep summed over the measured variants (each 200
+        // networks × 15 epochs).
+        let mut sweep_seconds = vec![0.0f64; sizes.len()];
+        let mut literal_sweep_seconds = 0.0;
+        let variant_count = variants.len();
         for variant in variants {
             let alone = one_at_a_time(
                 &stratified(&sample, alone_count),
@@ -378,19 +379,16 @@ mod structure {
                 batches,
             )?;
             let alone_epoch = alone.train + alone.test;
+            literal_sweep_seconds += alone.full_epoch() * 200.0 * 15.0;
             println!(
                 "  {variant}: one at a time (literal, {alone_count} networks): {alone_epoch:.3} s/network-epoch \
-                 (train {:.3}, test {:.3}); full sweep {:.1} h",
+                 (train {:.3}, test {:.3}); 800 networks at this variant's cost: {:.1} h",
                 alone.train,
                 alone.test,
                 alone.full_epoch() * FULL_NETWORK_EPOCHS / 3600.0
             );
-            for &size in &sizes {
-                let count = if size == 1 {
-                    alone_count
-                } else {
-                    size.max(32).min(sample.len())
-                };
+            for (position, &size) in sizes.iter().enumerate() {
+                let count = if size == 1 { alone_count } else { sample.len() };
                 let (timing, fill) = grouped(
                     &stratified(&sample, count),
                     size,
@@ -400,16 +398,30 @@ mod structure {
                     batches,
                 )?;
                 let epoch = timing.train + timing.test;
+                sweep_seconds[position] += timing.full_epoch() * 200.0 * 15.0;
                 println!(
                     "  {variant}: groups of {size:>3} ({} networks, {:.0} % of padded units real): \
                      {epoch:.3} s/network-epoch (train {:.3}, test {:.3}), {:.1}× one at a time; \
-                     full sweep projected {:.1} min",
+                     800 networks at this variant's cost: {:.1} h",
                     count,
                     100.0 * fill,
                     timing.train,
                     timing.test,
                     alone_epoch / epoch,
-                    timing.full_epoch() * FULL_NETWORK_EPOCHS / 60.0
+                    timing.full_epoch() * FULL_NETWORK_EPOCHS / 3600.0
+                );
+            }
+        }
+        if variant_count == 4 {
+            println!(
+                "  all four variants, 200 networks each × 15 epochs: one at a time {:.1} h",
+                literal_sweep_seconds / 3600.0
+            );
+            for (size, seconds) in sizes.iter().zip(&sweep_seconds) {
+                println!(
+                    "  all four variants, groups of {size:>3}: {:.1} h ({:.1}× one at a time)",
+                    seconds / 3600.0,
+                    literal_sweep_seconds / seconds
                 );
             }
         }
