@@ -300,7 +300,13 @@ mod structure {
                     .sum::<usize>();
             }
             let group = NetworkGroup::from_networks(&group_networks)?;
-            padded_units += group.len() * group.recurrent_units().iter().sum::<usize>();
+            padded_units += group.len()
+                * group
+                    .widths()
+                    .iter()
+                    .zip(group.slot_counts())
+                    .map(|(w, s)| w * s)
+                    .sum::<usize>();
             let mut adam = Adam::new(group.named_parameters(), AdamConfig::default())?;
             let started = Instant::now();
             // `subset` is already the epoch's first batches, so train it in file order.

@@ -12,11 +12,9 @@
 //!
 //! [`RandomNetwork`] is that architecture written out literally (one recurrence per connection),
 //! the reference. [`NetworkGroup`] computes the same mathematics for many networks at once:
-//! all recurrences that end in the same layer (main and skips) run as one block-diagonal
-//! recurrence whose units are the connections' units side by side (each block keeps its own
-//! weights and state through the hidden-to-hidden mask; a constant 0/1 matrix adds the blocks
-//! into the layer's output), and networks are stacked on a leading network axis, padded to
-//! common unit counts, widths and layer counts. Padded weights, biases and masks are zero, so
+//! all recurrences that end in the same layer run as one block-diagonal recurrence (a slot axis,
+//! so each block keeps its own weights and state), and networks are stacked on a leading network
+//! axis, padded to common widths and layer counts. Padded weights, biases and masks are zero, so
 //! padded units stay exactly zero, read nothing, feed nothing and get exactly zero gradients;
 //! Adam (elementwise) then leaves them at zero. Each network has its own loss (the group's loss
 //! is the sum of the per-network batch means, so gradients do not mix) and its own
@@ -436,22 +434,19 @@ struct Placement {
 /// different layers in different networks, which the input pairs express.
 #[derive(Debug)]
 struct GroupLayer {
-    /// Recurrent units U (the largest K·s of the members).
-    units: usize,
-    /// Layers read (`None` = embedding), each with a weight `[N, G·U, W_source]` whose rows
-    /// are the reading slot's units (zero for members that do not read that layer).
-    inputs: Vec<Option<usize>>,
+    slot_count: usize,
+    /// Per input pair: (slot, layer read or `None` for the embedding), each with a weight
+    /// `[N, G·W, W_source]` that is zero (masked) for networks whose slot reads another layer.
+    inputs: Vec<(usize, Option<usize>)>,
     weight_ih: Vec<Tensor>,
     mask_ih: Vec<Tensor>,
-    /// `[N, G·U, U]`, block-diagonal by slot through its mask.
+    /// `[N, S, G·W, W]`
     weight_hh: Tensor,
     mask_hh: Tensor,
-    /// `[N, 1, G·U]`
+    /// `[N, S, 1, G·W]`
     bias_ih: Tensor,
     bias_hh: Tensor,
     bias_mask: Tensor,
-    /// `[N, U, W]` 0/1: adds the slots' units into the layer's W outputs.
-    unit_sum: Tensor,
 }
 
 /// Many randomly structured networks of one variant computed as one tensor program.
@@ -526,22 +521,19 @@ impl NetworkGroup {
                     .collect()
             })
             .collect();
-        // Recurrent units per layer: network n packs its K slots of s units contiguously
-        // (slot k owns units k·s .. (k+1)·s), so the group needs max_n K_n·s_n units, not
-        // max K × max s. Inputs: every layer some member reads into this layer.
-        let mut units = vec![1usize; layer_count];
-        let mut inputs: Vec<Vec<Option<usize>>> = vec![Vec::new(); layer_count];
+        let mut slot_counts = vec![1usize; layer_count];
+        let mut inputs: Vec<Vec<(usize, Option<usize>)>> = vec![Vec::new(); layer_count];
         for (network, slots) in networks.iter().zip(&member_slots) {
             for (connection, &slot) in network.structure.connections.iter().zip(slots) {
                 let layer = connection.target;
-                units[layer] = units[layer].max((slot + 1) * network.structure.layer_sizes[layer]);
-                if !inputs[layer].contains(&connection.source) {
-                    inputs[layer].push(connection.source);
+                slot_counts[layer] = slot_counts[layer].max(slot + 1);
+                if !inputs[layer].contains(&(slot, connection.source)) {
+                    inputs[layer].push((slot, connection.source));
                 }
             }
         }
-        for sources in &mut inputs {
-            sources.sort();
+        for pairs in &mut inputs {
+            pairs.sort();
         }
 
         // The group's parameter list: embedding, per layer (ih per slot, hh, bias_ih, bias_hh),
@@ -551,47 +543,28 @@ impl NetworkGroup {
         values.push(Buffer::zeros(&[count, VOCAB_SIZE as usize, widths[0]]));
         masks.push(None);
         let mut layer_parameters = Vec::with_capacity(layer_count);
-        let mut unit_sums: Vec<Buffer> = Vec::with_capacity(layer_count);
-        for (layer, sources) in inputs.iter().enumerate() {
-            let rows = gates * units[layer];
+        for (layer, pairs) in inputs.iter().enumerate() {
+            let rows = gates * widths[layer];
             let ih_start = values.len();
-            for source in sources {
+            for (_, source) in pairs {
                 let input = source.map_or(widths[0], |s| widths[s]);
                 values.push(Buffer::zeros(&[count, rows, input]));
                 masks.push(Some(Buffer::zeros(&[count, rows, input])));
             }
             let hh = values.len();
-            values.push(Buffer::zeros(&[count, rows, units[layer]]));
-            masks.push(Some(Buffer::zeros(&[count, rows, units[layer]])));
-            values.push(Buffer::zeros(&[count, 1, rows]));
-            masks.push(Some(Buffer::zeros(&[count, 1, rows])));
-            values.push(Buffer::zeros(&[count, 1, rows]));
+            let slot_count = slot_counts[layer];
+            values.push(Buffer::zeros(&[count, slot_count, rows, widths[layer]]));
+            masks.push(Some(Buffer::zeros(&[
+                count,
+                slot_count,
+                rows,
+                widths[layer],
+            ])));
+            values.push(Buffer::zeros(&[count, slot_count, 1, rows]));
+            masks.push(Some(Buffer::zeros(&[count, slot_count, 1, rows])));
+            values.push(Buffer::zeros(&[count, slot_count, 1, rows]));
             masks.push(None);
             layer_parameters.push((ih_start, hh));
-            // [N, U, W]: unit k·s + r of network n adds into output unit r.
-            let mut sum = Buffer::zeros(&[count, units[layer], widths[layer]]);
-            for (member, (network, slots)) in networks.iter().zip(&member_slots).enumerate() {
-                let size = network
-                    .structure
-                    .layer_sizes
-                    .get(layer)
-                    .copied()
-                    .unwrap_or(0);
-                let slot_count = network
-                    .structure
-                    .connections
-                    .iter()
-                    .zip(slots)
-                    .filter(|(c, _)| c.target == layer)
-                    .count();
-                for slot in 0..slot_count {
-                    for unit in 0..size {
-                        let offset = sum.offset(&[member, slot * size + unit, unit]);
-                        sum.values[offset] = 1.0;
-                    }
-                }
-            }
-            unit_sums.push(sum);
         }
         let head = values.len();
         values.push(Buffer::zeros(&[count, CLASS_COUNT as usize, head_width]));
@@ -635,16 +608,15 @@ impl NetworkGroup {
             for (connection, &slot) in structure.connections.iter().zip(&member_slots[member]) {
                 let layer = connection.target;
                 let (ih_start, hh) = layer_parameters[layer];
-                let input_index = inputs[layer]
+                let pair = inputs[layer]
                     .iter()
-                    .position(|source| *source == connection.source)
-                    .ok_or_else(|| NnError::InvalidConfig("connection without an input".into()))?;
+                    .position(|p| *p == (slot, connection.source))
+                    .ok_or_else(|| NnError::InvalidConfig("connection without a slot".into()))?;
                 let hidden = structure.layer_sizes[layer];
                 let input = structure.input_width(connection);
-                let group_units = units[layer];
-                let first_unit = slot * hidden;
-                let row = |gate: usize, unit: usize| gate * group_units + first_unit + unit;
-                let ih = ih_start + input_index;
+                let width = widths[layer];
+                let row = |gate: usize, unit: usize| gate * width + unit;
+                let ih = ih_start + pair;
                 let mut ih_offsets = Vec::new();
                 let mut hh_offsets = Vec::new();
                 let mut bias_offsets = Vec::new();
@@ -656,17 +628,21 @@ impl NetworkGroup {
                                 .push(values[ih].offset(&[member, row(gate, unit), column]) as i64);
                         }
                         for column in 0..hidden {
-                            // Block-diagonal: slot k's units read only slot k's units.
                             hh_offsets.push(values[hh].offset(&[
                                 member,
+                                slot,
                                 row(gate, unit),
-                                first_unit + column,
+                                column,
                             ]) as i64);
                         }
                         bias_offsets
-                            .push(values[hh + 1].offset(&[member, 0, row(gate, unit)]) as i64);
-                        bias_hh_offsets
-                            .push(values[hh + 2].offset(&[member, 0, row(gate, unit)]) as i64);
+                            .push(values[hh + 1].offset(&[member, slot, 0, row(gate, unit)]) as i64);
+                        bias_hh_offsets.push(values[hh + 2].offset(&[
+                            member,
+                            slot,
+                            0,
+                            row(gate, unit),
+                        ]) as i64);
                     }
                 }
                 let rows = (gates * hidden) as i64;
@@ -770,7 +746,7 @@ impl NetworkGroup {
                 mask_ih.push(to_mask(&masks[ih_start + index])?);
             }
             layers.push(GroupLayer {
-                units: units[layer],
+                slot_count: slot_counts[layer],
                 inputs: pairs,
                 weight_ih,
                 mask_ih,
@@ -779,7 +755,6 @@ impl NetworkGroup {
                 bias_ih: to_leaf(&values[hh + 1])?,
                 bias_hh: to_leaf(&values[hh + 2])?,
                 bias_mask: to_mask(&masks[hh + 1])?,
-                unit_sum: constant(&unit_sums[layer].values, &unit_sums[layer].shape_i64())?,
             });
         }
         let mut readout_layers = Vec::new();
@@ -823,9 +798,9 @@ impl NetworkGroup {
         &self.widths
     }
 
-    /// Recurrent units of each layer position's fused recurrence (padded: the largest member's).
-    pub fn recurrent_units(&self) -> Vec<usize> {
-        self.layers.iter().map(|l| l.units).collect()
+    /// Recurrent slots (blocks of the fused recurrences) of each layer position.
+    pub fn slot_counts(&self) -> Vec<usize> {
+        self.layers.iter().map(|l| l.slot_count).collect()
     }
 
     /// The group's parameters in a fixed order (shallow clones), named for the optimizer.
@@ -885,8 +860,9 @@ impl NetworkGroup {
             .f_permute([1, 0, 2, 3])?;
         let mut outputs: Vec<Tensor> = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
-            let mut projected: Option<Tensor> = None;
-            for ((source, weight), mask) in layer
+            let mut projections: Vec<Option<Tensor>> =
+                (0..layer.slot_count).map(|_| None).collect();
+            for (((slot, source), weight), mask) in layer
                 .inputs
                 .iter()
                 .zip(&layer.weight_ih)
@@ -896,25 +872,36 @@ impl NetworkGroup {
                     Some(s) => &outputs[*s],
                     None => &embedded,
                 };
-                // [T, N, B, in] · [N, in, G·U] → [T, N, B, G·U]; each input fills only the rows
-                // of the slot that reads it (other rows add exact zeros).
+                // [T, N, B, in] · [N, in, G·W] → [T, N, B, G·W]; a network whose slot reads
+                // another layer has zero weights here, so the sum below adds exact zeros.
                 let weight_t = weight.f_mul(mask)?.f_transpose(-1, -2)?;
                 let projection = input.f_matmul(&weight_t)?;
-                projected = Some(match projected {
+                let entry = &mut projections[*slot];
+                *entry = Some(match entry.take() {
                     Some(previous) => previous.f_add(&projection)?,
                     None => projection,
                 });
             }
-            let projected =
-                projected.ok_or_else(|| NnError::InvalidConfig("a layer without input".into()))?;
+            let projections = projections
+                .into_iter()
+                .map(|p| p.ok_or_else(|| NnError::InvalidConfig("a slot without input".into())))
+                .collect::<NnResult<Vec<Tensor>>>()?;
             let bias_ih = layer.bias_ih.f_mul(&layer.bias_mask)?;
             let bias_hh = layer.bias_hh.f_mul(&layer.bias_mask)?;
-            let projected = projected.f_add(&projection_bias(self.variant, &bias_ih, &bias_hh)?)?;
+            // [T, N, S, B, G·W] + [N, S, 1, G·W]
+            let projected = Tensor::f_stack(&projections, 2)?.f_add(&projection_bias(
+                self.variant,
+                &bias_ih,
+                &bias_hh,
+            )?)?;
             let weight_hh = layer.weight_hh.f_mul(&layer.mask_hh)?;
-            // [T, N, B, U]: one block-diagonal recurrence for all of the layer's connections.
             let hidden = run_projected(self.variant, &projected, &weight_hh, &bias_hh)?;
-            // The slots' outputs add up to the layer's output: [T, N, B, U] · [N, U, W].
-            let output = hidden.f_matmul(&layer.unit_sum)?;
+            // The block-diagonal recurrence's blocks add up to the layer's output.
+            let output = if layer.slot_count == 1 {
+                hidden.f_squeeze_dim(2)?
+            } else {
+                hidden.f_sum_dim_intlist(&[2i64][..], false, None::<Kind>)?
+            };
             outputs.push(output);
         }
         let mut features: Option<Tensor> = None;
