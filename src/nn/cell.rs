@@ -176,8 +176,42 @@ pub fn run_layer(
     input: &Tensor,
     weights: &LayerWeights,
 ) -> Result<Tensor, TchError> {
-    let hidden = weights.hidden_size()?;
-    let mut state_shape = input.size();
+    let bias = projection_bias(variant, &weights.bias_ih, &weights.bias_hh)?;
+    let projected = affine(input, &weights.weight_ih, &bias)?;
+    run_projected(variant, &projected, &weights.weight_hh, &weights.bias_hh)
+}
+
+/// The bias that can be added to the input projection once for all time steps: both biases for
+/// the plain RNNs and LSTM, only `b_ih` for GRU (its `b_hn` sits inside `r ∘ (W_hn h + b_hn)`, so
+/// [`run_projected`] adds `b_hh` per step).
+pub fn projection_bias(
+    variant: Variant,
+    bias_ih: &Tensor,
+    bias_hh: &Tensor,
+) -> Result<Tensor, TchError> {
+    match variant {
+        Variant::RnnTanh | Variant::RnnRelu | Variant::Lstm => bias_ih.f_add(bias_hh),
+        Variant::Gru => Ok(bias_ih.shallow_clone()),
+    }
+}
+
+/// The time loop of a recurrent layer whose input projection `x W_ihᵀ + b` (with the bias of
+/// [`projection_bias`]) is already computed for every step: `projected` is `[T, …, B, G·H]`,
+/// `weight_hh` `[…, G·H, H]`, `bias_hh` broadcastable against `[…, B, G·H]` (read by GRU only).
+/// Callers that build the projection themselves (several inputs summed, as the randomly
+/// structured networks do) share the cell mathematics this way. Returns `[T, …, B, H]`.
+pub fn run_projected(
+    variant: Variant,
+    projected: &Tensor,
+    weight_hh: &Tensor,
+    bias_hh: &Tensor,
+) -> Result<Tensor, TchError> {
+    let hidden = weight_hh
+        .size()
+        .last()
+        .copied()
+        .ok_or_else(|| TchError::Shape("weight_hh has no dimensions".to_string()))?;
+    let mut state_shape = projected.size();
     if state_shape.len() < 2 {
         return Err(TchError::Shape(format!(
             "recurrent input must be [T, …, B, in], got {state_shape:?}"
@@ -187,24 +221,14 @@ pub fn run_layer(
     if let Some(last) = state_shape.last_mut() {
         *last = hidden;
     }
-    let zeros = Tensor::f_zeros(&state_shape, (input.kind(), input.device()))?;
-    let weight_hh_t = weights.weight_hh.f_transpose(-1, -2)?;
-
+    let zeros = Tensor::f_zeros(&state_shape, (projected.kind(), projected.device()))?;
+    let weight_hh_t = weight_hh.f_transpose(-1, -2)?;
     let outputs = match variant {
-        Variant::RnnTanh | Variant::RnnRelu | Variant::Lstm => {
-            // Both biases are plain additions here, so they fold into the precomputed projection.
-            let bias = weights.bias_ih.f_add(&weights.bias_hh)?;
-            let projected = affine(input, &weights.weight_ih, &bias)?;
-            match variant {
-                Variant::Lstm => lstm_loop(&projected, &weight_hh_t, zeros, hidden)?,
-                _ => rnn_loop(variant == Variant::RnnTanh, &projected, &weight_hh_t, zeros)?,
-            }
+        Variant::Lstm => lstm_loop(projected, &weight_hh_t, zeros, hidden)?,
+        Variant::RnnTanh | Variant::RnnRelu => {
+            rnn_loop(variant == Variant::RnnTanh, projected, &weight_hh_t, zeros)?
         }
-        Variant::Gru => {
-            // b_hn sits inside r ∘ (W_hn h + b_hn), so b_hh is added per step.
-            let projected = affine(input, &weights.weight_ih, &weights.bias_ih)?;
-            gru_loop(&projected, &weight_hh_t, &weights.bias_hh, zeros, hidden)?
-        }
+        Variant::Gru => gru_loop(projected, &weight_hh_t, bias_hh, zeros, hidden)?,
     };
     Tensor::f_stack(&outputs, 0)
 }

@@ -4,11 +4,13 @@
 //! Layout: [`cell`] holds the cell mathematics as functions of weight tensors (so randomly
 //! structured networks can reuse them), [`model`] the Embedding → recurrent stack → Linear model
 //! with PyTorch tensor names and safetensors I/O, [`adam`] the optimizer, [`train`] epochs,
-//! evaluation, gradient clipping and checkpoints.
+//! evaluation, gradient clipping and checkpoints, [`random`] the randomly structured networks of
+//! experiment 3, one at a time and batched many at once.
 
 pub mod adam;
 pub mod cell;
 pub mod model;
+pub mod random;
 pub mod train;
 
 use std::path::PathBuf;

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod data;
 pub mod graphs;
 pub mod report;
+pub mod random_train;
 pub mod train;
 
 /// Every built-in plugin.
@@ -25,5 +26,6 @@ pub fn builtins() -> Vec<Arc<dyn Stage>> {
         Arc::new(analysis::Correlate),
         Arc::new(analysis::Regress),
         Arc::new(report::Report),
+        Arc::new(random_train::TrainRandom),
     ]
 }

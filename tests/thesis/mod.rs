@@ -4,5 +4,6 @@ mod nn_equivalence;
 mod reber;
 mod stats_reference;
 mod stats_thesis;
+mod structure;
 mod torch;
 mod train;

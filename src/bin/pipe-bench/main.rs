@@ -4,11 +4,14 @@
 //! - `engine`: no-op re-runs of 1,000 / 10,000 `cmd` instances (target < 1 s at 10,000) and
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
+//! - `structure`: randomly structured networks one at a time vs batched groups.
+//! - `structure`: randomly structured networks one at a time vs batched groups (about 5 min).
 //! - `slurm [instances]`: 200 trivial instances through the local SLURM test cluster, one job
 //!   array vs one job each (skipped without a cluster).
 
 mod engine;
 mod slurm;
+mod structure;
 mod train;
 
 use anyhow::{anyhow, Result};
@@ -30,8 +33,11 @@ fn main() -> Result<()> {
         let instances = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
         slurm::run(scratch.path(), instances)?;
     }
-    if let Some(name) = section.filter(|s| !["engine", "train", "slurm"].contains(&s.as_str())) {
-        anyhow::bail!("unknown section `{name}`; sections: engine, train, slurm");
+    if wants("structure") {
+        structure::run()?;
+    }
+    if let Some(name) = section.filter(|s| !["engine", "train", "structure", "slurm"].contains(&s.as_str())) {
+        anyhow::bail!("unknown section `{name}`; sections: engine, train, structure, slurm");
     }
     Ok(())
 }

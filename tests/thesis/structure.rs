@@ -1,0 +1,311 @@
+//! Randomly structured networks (thesis experiment 3): the batched, skip-fused group computes
+//! what each network computes alone (outputs, gradients, training), padding stays inert, and
+//! `rnn.train_random` is deterministic and resumes after a kill.
+
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use pipe::data::{generate, GeneratorParams, Split, TestSize};
+use pipe::graph::{Graph, GraphFamily};
+use pipe::nn::random::{
+    clip_grad_norm_per_network, per_network_cross_entropy, NetworkGroup, NetworkStructure,
+    RandomNetwork,
+};
+use pipe::nn::{clip_grad_norm, cross_entropy, make_batch, Adam, AdamConfig, Example, Readout};
+use pipe::nn::{Batch, Variant};
+use tch::{Kind, Tensor};
+
+use crate::common::{stdout, Sandbox};
+
+/// Four different small graphs: skips of several lengths, several sources, different depths.
+fn graphs() -> Vec<Graph> {
+    let g = |id, n, edges: &[(usize, usize)]| {
+        Graph::new(id, GraphFamily::BarabasiAlbert, n, edges.iter().copied()).unwrap()
+    };
+    vec![
+        // 4 layers, skips 0→2, 0→3, 1→3.
+        g(
+            0,
+            6,
+            &[
+                (0, 1),
+                (1, 2),
+                (2, 3),
+                (0, 2),
+                (0, 3),
+                (1, 3),
+                (1, 4),
+                (4, 5),
+                (0, 5),
+            ],
+        ),
+        // Two sources, 3 layers, a skip 0→2.
+        g(1, 5, &[(0, 2), (1, 2), (2, 3), (1, 3), (3, 4), (0, 4)]),
+        // A chain of 5 layers with a long skip 0→4, and 1→3: slot 1 of layer 3 reads layer 1
+        // here but layer 0 in the first graph.
+        g(
+            2,
+            5,
+            &[(0, 1), (1, 2), (2, 3), (3, 4), (0, 4), (2, 4), (1, 3)],
+        ),
+        // 2 layers only, wide.
+        g(3, 6, &[(0, 3), (1, 3), (2, 4), (0, 5), (2, 5)]),
+    ]
+}
+
+fn examples(total: usize) -> Vec<Example> {
+    let params = GeneratorParams {
+        total,
+        test: TestSize::Count(0),
+        seed: 5,
+        ..GeneratorParams::default()
+    };
+    generate(&params)
+        .unwrap()
+        .split_rows(Split::Train)
+        .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
+        .collect()
+}
+
+fn networks(variant: Variant, readout: Readout) -> Vec<RandomNetwork> {
+    graphs()
+        .iter()
+        .map(|g| {
+            let structure = NetworkStructure::from_graph(g).unwrap();
+            RandomNetwork::new(structure, variant, readout, 100 + g.id as u64).unwrap()
+        })
+        .collect()
+}
+
+fn max_difference(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    a.f_sub(b).unwrap().abs().max().double_value(&[])
+}
+
+fn batch(data: &[Example], range: std::ops::Range<usize>) -> Batch {
+    let refs: Vec<&Example> = data[range].iter().collect();
+    make_batch(&refs).unwrap()
+}
+
+#[test]
+fn group_outputs_and_gradients_equal_each_network_alone() {
+    tch::set_num_threads(1);
+    let data = examples(200);
+    let batch = batch(&data, 0..24);
+    for variant in Variant::ALL {
+        for readout in [Readout::LastPadded, Readout::TrueLength] {
+            let alone = networks(variant, readout);
+            let group = NetworkGroup::from_networks(&alone).unwrap();
+            let logits = group.forward(&batch).unwrap();
+            per_network_cross_entropy(&logits, &batch.labels)
+                .unwrap()
+                .sum(Kind::Float)
+                .backward();
+            let group_grads: Vec<Tensor> = group
+                .named_parameters()
+                .iter()
+                .map(|(_, t)| t.grad())
+                .collect();
+            for (k, network) in alone.iter().enumerate() {
+                let own = network.forward(&batch).unwrap();
+                let difference = max_difference(&own, &logits.get(k as i64));
+                assert!(
+                    difference < 1e-5,
+                    "{variant} {readout:?} network {k}: logits differ by {difference}"
+                );
+                cross_entropy(&own, &batch.labels).unwrap().backward();
+                let mapped = group.member_tensors(k, &group_grads).unwrap();
+                for ((name, param), grad) in network.named_parameters().iter().zip(&mapped) {
+                    let difference = max_difference(&param.grad(), grad);
+                    assert!(
+                        difference < 1e-5,
+                        "{variant} {readout:?} network {k} {name}: gradients differ by {difference}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn training_a_group_matches_training_each_network_alone_and_padding_stays_zero() {
+    tch::set_num_threads(1);
+    let data = examples(300);
+    for variant in [Variant::RnnTanh, Variant::Lstm, Variant::Gru] {
+        let alone = networks(variant, Readout::LastPadded);
+        let group = NetworkGroup::from_networks(&alone).unwrap();
+        let config = AdamConfig {
+            lr: 0.01,
+            ..AdamConfig::default()
+        };
+        let mut group_adam = Adam::new(group.named_parameters(), config).unwrap();
+        let mut adams: Vec<Adam> = alone
+            .iter()
+            .map(|n| Adam::new(n.named_parameters(), config).unwrap())
+            .collect();
+        // A small clip norm so that clipping is active for some networks and not others.
+        let clip = 1.0;
+        for step in 0..4 {
+            let batch = batch(&data, step * 32..(step + 1) * 32);
+            group_adam.zero_grad();
+            let losses =
+                per_network_cross_entropy(&group.forward(&batch).unwrap(), &batch.labels).unwrap();
+            losses.sum(Kind::Float).backward();
+            let group_norms =
+                clip_grad_norm_per_network(&group_adam.gradients(), group.len(), clip).unwrap();
+            group_adam.step().unwrap();
+            for (k, (network, adam)) in alone.iter().zip(adams.iter_mut()).enumerate() {
+                adam.zero_grad();
+                let loss = cross_entropy(&network.forward(&batch).unwrap(), &batch.labels).unwrap();
+                loss.backward();
+                let norm = clip_grad_norm(&adam.gradients(), clip).unwrap();
+                adam.step().unwrap();
+                let group_loss = losses.double_value(&[k as i64]);
+                let own_loss = loss.double_value(&[]);
+                assert!(
+                    (group_loss - own_loss).abs() < 1e-5,
+                    "{variant} step {step} network {k}: loss {group_loss} vs {own_loss}"
+                );
+                assert!(
+                    (group_norms[k] - norm).abs() < 1e-4 * norm.max(1.0),
+                    "{variant} step {step} network {k}: grad norm {} vs {norm}",
+                    group_norms[k]
+                );
+            }
+        }
+        // Parameters after training agree, and nothing outside the members' entries moved.
+        let group_params: Vec<Tensor> = group
+            .named_parameters()
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
+        let mut member_entries = 0i64;
+        for (k, network) in alone.iter().enumerate() {
+            let mapped = group.member_tensors(k, &group_params).unwrap();
+            for ((name, param), value) in network.named_parameters().iter().zip(&mapped) {
+                let difference = max_difference(param, value);
+                assert!(
+                    difference < 1e-4,
+                    "{variant} network {k} {name}: parameters differ by {difference}"
+                );
+                member_entries += value.numel() as i64;
+            }
+        }
+        let nonzero: i64 = group_params
+            .iter()
+            .map(|t| t.ne(0.0).sum(Kind::Int64).int64_value(&[]))
+            .sum();
+        assert!(
+            nonzero <= member_entries,
+            "{variant}: {nonzero} nonzero group entries but members own only {member_entries}"
+        );
+    }
+}
+
+fn pipeline(epochs: usize) -> String {
+    format!(
+        "seed: 4\nstages:\n  data:\n    uses: data.reber\n    with: {{total: 600, test: {{count: 150}}}}\n  graphs:\n    uses: graph.random\n    with: {{graphs_per_family: 3, min_nodes: 10, max_nodes: 12}}\n  train:\n    uses: rnn.train_random\n    inputs: {{graphs: graphs.graphs, data: data.dataset}}\n    with: {{variant: gru, epochs: {epochs}, batch_size: 32, group_size: 2, limit: 2}}\n"
+    )
+}
+
+/// The CSV without its `seconds` column (the one wall-clock field).
+fn without_seconds(csv: &str) -> String {
+    csv.lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            fields.pop();
+            fields.join(",")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn train_random_is_deterministic_and_writes_the_thesis_columns() {
+    let a = Sandbox::new();
+    let b = Sandbox::new();
+    a.run(&pipeline(2));
+    b.run(&pipeline(2));
+    let results = a.read_artifact("train/results.csv");
+    assert_eq!(
+        without_seconds(&results),
+        without_seconds(&b.read_artifact("train/results.csv"))
+    );
+    assert_eq!(
+        a.read_artifact("train/metrics.csv"),
+        b.read_artifact("train/metrics.csv")
+    );
+    let mut lines = results.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id,family,test_acc,test_loss,train_acc,seconds")
+    );
+    // limit 2 of each family.
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 4, "{results}");
+    assert_eq!(
+        rows.iter()
+            .filter(|r| r.contains("barabasi_albert"))
+            .count(),
+        2
+    );
+    let metrics = a.read_artifact("train/metrics.csv");
+    assert_eq!(
+        metrics.lines().next(),
+        Some("id,epoch,train_loss,train_acc,test_loss,test_acc")
+    );
+    assert_eq!(metrics.lines().count(), 1 + 4 * 2);
+}
+
+#[test]
+fn killed_train_random_resumes_finished_groups_and_ends_identical() {
+    let epochs = 3;
+    let reference = Sandbox::new();
+    reference.run(&pipeline(epochs));
+
+    let sandbox = Sandbox::new();
+    sandbox.write(&pipeline(epochs));
+    let mut child = sandbox
+        .cli_command(&["run", "pipeline.yaml"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let checkpoints = sandbox.cache().join("checkpoints");
+    let start = Instant::now();
+    loop {
+        let done = std::fs::read_dir(&checkpoints)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.path().join("group-00000.json").exists())
+            })
+            .unwrap_or(false);
+        if done {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no group checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let group = i32::try_from(child.id()).unwrap();
+    // SAFETY: plain syscall on the child's own process group.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0);
+    let _ = child.wait();
+    let finished_before_kill = sandbox.record_count();
+
+    let output = sandbox.cli(&["-v", "run", "pipeline.yaml"]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    if finished_before_kill < 3 {
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(log.contains("resumed"), "{log}");
+    }
+    assert_eq!(
+        without_seconds(&sandbox.read_artifact("train/results.csv")),
+        without_seconds(&reference.read_artifact("train/results.csv"))
+    );
+    assert_eq!(
+        sandbox.read_artifact("train/metrics.csv"),
+        reference.read_artifact("train/metrics.csv")
+    );
+}
