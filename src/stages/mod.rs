@@ -7,6 +7,7 @@ use crate::stage::Stage;
 pub mod cmd;
 pub mod data;
 pub mod graphs;
+pub mod prune;
 pub mod train;
 
 /// Every built-in plugin.
@@ -18,5 +19,6 @@ pub fn builtins() -> Vec<Arc<dyn Stage>> {
         Arc::new(graphs::RandomGraphs),
         Arc::new(graphs::GraphProperties),
         Arc::new(train::Train),
+        Arc::new(prune::Prune),
     ]
 }
