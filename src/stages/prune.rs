@@ -798,7 +798,7 @@ mod tests {
         };
         let base = RecurrentModel::new(config, 2).unwrap();
         let (train, test) = (tiny_examples(30), tiny_examples(10));
-        for strategy in [Strategy::Batched, Strategy::Sequential] {
+        for strategy in [Strategy::Sequential, Strategy::Batched] {
             let settings = SweepSettings {
                 target: PruneTarget::Hh,
                 scope: ThresholdScope::Layer,
@@ -821,6 +821,14 @@ mod tests {
             )
             .unwrap();
             assert_eq!(reference.len(), 2);
+            let again_dir = tempfile::tempdir().unwrap();
+            let again =
+                run_sweep(&base, &train, &test, &settings, again_dir.path(), &|_| {}).unwrap();
+            assert_eq!(
+                without_seconds(&again),
+                without_seconds(&reference),
+                "{strategy:?} is not deterministic"
+            );
             assert_eq!(reference[0].history.len(), 3);
             for stop_after in 1..4 {
                 let dir = tempfile::tempdir().unwrap();
