@@ -657,7 +657,7 @@ impl Plugin for Prune {
                 "batch_size and threads must be at least 1".into(),
             ));
         }
-        if !(p.lr > 0.0) || p.clip < 0.0 {
+        if p.lr.is_nan() || p.lr <= 0.0 || p.clip < 0.0 {
             return Err((
                 "lr".into(),
                 "lr must be positive and clip non-negative".into(),
