@@ -155,6 +155,22 @@ impl LayerWeights {
 fn affine(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor, TchError> {
     if weight.dim() == 2 {
         x.f_linear(weight, Some(bias))
+    } else if x.dim() == 4 && weight.dim() == 3 {
+        // Stacked networks, x [T, N, B, in] and weight [N, G·H, in]: one bmm over [N, T·B, in].
+        // A broadcasting matmul would materialise the weight (and its gradient) T times.
+        let (steps, members, batch, width) = x.size4()?;
+        if weight.size()[0] != members {
+            return x.f_matmul(&weight.f_transpose(-1, -2)?)?.f_add(bias);
+        }
+        let projected = x
+            .f_permute([1, 0, 2, 3])?
+            .f_reshape([members, steps * batch, width])?
+            .f_bmm(&weight.f_transpose(-1, -2)?)?;
+        let gates = projected.size()[2];
+        projected
+            .f_reshape([members, steps, batch, gates])?
+            .f_permute([1, 0, 2, 3])?
+            .f_add(bias)
     } else {
         x.f_matmul(&weight.f_transpose(-1, -2)?)?.f_add(bias)
     }

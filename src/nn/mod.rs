@@ -11,6 +11,7 @@ pub mod adam;
 pub mod cell;
 pub mod model;
 pub mod random;
+pub mod prune;
 pub mod train;
 
 use std::path::PathBuf;
@@ -19,6 +20,10 @@ pub use adam::{Adam, AdamConfig};
 pub use cell::{CellEngine, LayerWeights, Variant};
 pub use model::{
     infer_config, mask_name, EmbeddingInit, ModelConfig, Readout, RecurrentModel, WeightKind,
+};
+pub use prune::{
+    magnitude_masks, percentile, pruned_copy, sparsity, PruneTarget, PrunedMask, StackedModels,
+    ThresholdScope,
 };
 pub use train::{
     clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, make_batch,

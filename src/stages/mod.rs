@@ -10,6 +10,7 @@ pub mod data;
 pub mod graphs;
 pub mod report;
 pub mod random_train;
+pub mod prune;
 pub mod train;
 
 /// Every built-in plugin.
@@ -27,5 +28,6 @@ pub fn builtins() -> Vec<Arc<dyn Stage>> {
         Arc::new(analysis::Regress),
         Arc::new(report::Report),
         Arc::new(random_train::TrainRandom),
+        Arc::new(prune::Prune),
     ]
 }

@@ -4,12 +4,15 @@
 //! - `engine`: no-op re-runs of 1,000 / 10,000 `cmd` instances (target < 1 s at 10,000) and
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
+//! - `prune [variant]`: a 10-level pruning sweep, batched levels vs one level at a time.
 //! - `structure`: randomly structured networks one at a time vs batched groups.
+//! - `prune [variant]`: a 10-level pruning sweep, batched levels vs one level at a time.
 //! - `structure`: randomly structured networks one at a time vs batched groups (about 5 min).
 //! - `slurm [instances]`: 200 trivial instances through the local SLURM test cluster, one job
 //!   array vs one job each (skipped without a cluster).
 
 mod engine;
+mod prune;
 mod slurm;
 mod structure;
 mod train;
@@ -33,11 +36,18 @@ fn main() -> Result<()> {
         let instances = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
         slurm::run(scratch.path(), instances)?;
     }
+    if wants("prune") {
+        let variant = match args.next() {
+            Some(name) => name.parse().map_err(anyhow::Error::msg)?,
+            None => pipe::nn::Variant::Gru,
+        };
+        prune::run(scratch.path(), variant)?;
+    }
     if wants("structure") {
         structure::run()?;
     }
-    if let Some(name) = section.filter(|s| !["engine", "train", "structure", "slurm"].contains(&s.as_str())) {
-        anyhow::bail!("unknown section `{name}`; sections: engine, train, structure, slurm");
+    if let Some(name) = section.filter(|s| !["engine", "train", "prune", "structure", "slurm"].contains(&s.as_str())) {
+        anyhow::bail!("unknown section `{name}`; sections: engine, train, prune, structure, slurm");
     }
     Ok(())
 }

@@ -1,0 +1,63 @@
+//! `rnn.prune` retraining: one variant's sweep of 10 levels × 1 epoch (plus the epoch-0
+//! evaluation) as one batched tensor program next to one level at a time, on one thread.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+use pipe::data::{reber, GeneratorParams, Split, TestSize};
+use pipe::nn::{
+    CellEngine, Example, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope, Variant,
+};
+use pipe::stages::prune::{run_sweep, Strategy, SweepSettings};
+
+pub fn run(root: &Path, variant: Variant) -> Result<()> {
+    tch::set_num_threads(1);
+    let dataset = reber::generate(&GeneratorParams {
+        total: 2_000,
+        test: TestSize::Count(500),
+        ..GeneratorParams::default()
+    })?;
+    let pick = |split: Split| -> Vec<Example> {
+        dataset
+            .split_rows(split)
+            .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
+            .collect()
+    };
+    let (train, test) = (pick(Split::Train), pick(Split::Test));
+    let config = ModelConfig {
+        engine: CellEngine::fastest_on_cpu(variant),
+        ..ModelConfig::thesis(variant)
+    };
+    // Timing does not depend on the values, so an untrained model stands in for a base model.
+    let base = RecurrentModel::new(config, 0)?;
+    let mut seconds = Vec::new();
+    for strategy in [Strategy::Batched, Strategy::Sequential] {
+        let settings = SweepSettings {
+            target: PruneTarget::Both,
+            scope: ThresholdScope::Global,
+            levels: (1..=10).map(|step| step * 10).collect(),
+            epochs: 1,
+            batch_size: 32,
+            lr: 0.001,
+            clip: Some(5.0),
+            strategy,
+            shuffle_seed: 0,
+        };
+        let checkpoints = root.join(format!("prune-{strategy:?}"));
+        let started = Instant::now();
+        run_sweep(&base, &train, &test, &settings, &checkpoints, &|_| {})?;
+        seconds.push(started.elapsed().as_secs_f64());
+    }
+    println!(
+        "prune sweep, {variant} (E 50, H 50, 3 layers), 10 levels × 1 epoch + epoch-0 evaluation, \
+         {} train / {} test sequences, 1 thread: batched {:.1} s, one level at a time {:.1} s, \
+         ratio {:.2}×",
+        train.len(),
+        test.len(),
+        seconds[0],
+        seconds[1],
+        seconds[1] / seconds[0]
+    );
+    Ok(())
+}

@@ -1,0 +1,856 @@
+//! `rnn.prune`: magnitude pruning and retraining of a trained model (thesis experiment 2,
+//! SPEC §3). For every level p the selected recurrent matrices keep `|w| >= percentile_p(|w|)`;
+//! the pruned model is evaluated (epoch 0) and retrained with a fresh Adam and the mask fixed,
+//! evaluating on the test split after every epoch. By default all levels retrain together as
+//! one batched tensor program ([`StackedModels`]); `strategy: sequential` retrains one level at
+//! a time with the plain model. Every finished epoch is checkpointed, so a killed run resumes.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::{
+    self, magnitude_masks, pruned_copy, sparsity, Adam, AdamConfig, EpochMetrics, Example,
+    ModelConfig, NnResult, PruneTarget, RecurrentModel, StackedModels, ThresholdScope,
+};
+use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use crate::stages::train::{defaults, load_examples};
+
+pub struct Prune;
+
+/// How the levels of one sweep are retrained; both compute the same mathematics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// All levels stacked along a leading axis and trained as one tensor program (always the
+    /// loop cells, whatever engine the base model's config names).
+    #[default]
+    Batched,
+    /// One level after the other, each as a plain model with the config's cell engine.
+    Sequential,
+}
+
+/// Defaults are the thesis's settings (SPEC §3).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PruneParams {
+    /// Which matrices are pruned: both | ih (input-to-hidden) | hh (hidden-to-hidden).
+    #[serde(default = "default_weights")]
+    pub weights: PruneTarget,
+    /// Pruning levels in percent (0..=100), each retrained separately.
+    #[serde(default = "default_levels")]
+    pub levels: Vec<u32>,
+    /// global: one percentile over the selected matrices of all layers; layer: one per matrix.
+    #[serde(default)]
+    pub threshold: ThresholdScope,
+    #[serde(default = "default_retrain_epochs")]
+    pub retrain_epochs: usize,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    /// Gradient-norm clipping (0 disables).
+    #[serde(default = "defaults::clip")]
+    pub clip: f64,
+    /// Accuracy points (percent) a pruned model may lose and still count as regained/safe.
+    #[serde(default = "default_tolerance")]
+    pub tolerance: f64,
+    /// batched (all levels as one tensor program) or sequential; results agree to ~1e-6.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// libtorch intra-op threads; results depend on it, so it is part of the key.
+    #[serde(default = "defaults::threads")]
+    pub threads: usize,
+}
+
+fn default_weights() -> PruneTarget {
+    PruneTarget::Both
+}
+
+fn default_levels() -> Vec<u32> {
+    (1..=10).map(|step| step * 10).collect()
+}
+
+fn default_retrain_epochs() -> usize {
+    10
+}
+
+fn default_tolerance() -> f64 {
+    1.0
+}
+
+/// Everything a sweep needs besides the model and the data.
+#[derive(Debug, Clone)]
+pub struct SweepSettings {
+    pub target: PruneTarget,
+    pub scope: ThresholdScope,
+    pub levels: Vec<u32>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub clip: Option<f64>,
+    pub strategy: Strategy,
+    pub shuffle_seed: u64,
+}
+
+impl SweepSettings {
+    pub fn from_params(params: &PruneParams, seed: u64) -> Self {
+        SweepSettings {
+            target: params.weights,
+            scope: params.threshold,
+            levels: params.levels.clone(),
+            epochs: params.retrain_epochs,
+            batch_size: params.batch_size,
+            lr: params.lr,
+            clip: (params.clip > 0.0).then_some(params.clip),
+            strategy: params.strategy,
+            shuffle_seed: shuffle_seed(seed),
+        }
+    }
+}
+
+/// The retraining order's seed, derived from the stage seed. It does not depend on the level:
+/// batched levels share their batches, and a shared order makes the levels a paired comparison.
+/// It differs from the seed itself so retraining does not replay the base run's epoch orders.
+pub fn shuffle_seed(seed: u64) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"rnn.prune retraining order");
+    hasher.update(&seed.to_le_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// One retrained level: its measured sparsity and curve (row 0 = right after pruning).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelResult {
+    pub level: u32,
+    pub sparsity: f64,
+    pub history: Vec<EpochMetrics>,
+}
+
+/// A set of pruned models retrained together (one level, or all levels when batched).
+trait Retraining {
+    fn evaluate(&self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>>;
+    fn train_epoch(
+        &mut self,
+        data: &[Example],
+        settings: &SweepSettings,
+        epoch: u64,
+    ) -> NnResult<Vec<(f64, f64)>>;
+    fn save(&self, dir: &Path) -> NnResult<()>;
+    fn load(&mut self, dir: &Path) -> NnResult<()>;
+    fn save_member(&self, index: usize, path: &Path) -> NnResult<()>;
+}
+
+const MODELS_FILE: &str = "models.safetensors";
+const ADAM_FILE: &str = "adam.safetensors";
+const PROGRESS_FILE: &str = "progress.json";
+const LATEST_FILE: &str = "latest.json";
+
+struct SingleLevel {
+    model: RecurrentModel,
+    adam: Adam,
+}
+
+impl Retraining for SingleLevel {
+    fn evaluate(&self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>> {
+        Ok(vec![nn::evaluate(&self.model, data, batch_size)?])
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: &[Example],
+        s: &SweepSettings,
+        epoch: u64,
+    ) -> NnResult<Vec<(f64, f64)>> {
+        let result = nn::train_epoch(
+            &mut self.model,
+            &mut self.adam,
+            data,
+            s.batch_size,
+            s.clip,
+            s.shuffle_seed,
+            epoch,
+        )?;
+        Ok(vec![result])
+    }
+
+    fn save(&self, dir: &Path) -> NnResult<()> {
+        self.model.save(&dir.join(MODELS_FILE))?;
+        self.adam.save(&dir.join(ADAM_FILE))
+    }
+
+    fn load(&mut self, dir: &Path) -> NnResult<()> {
+        self.model.load_values(&dir.join(MODELS_FILE))?;
+        self.adam.load(&dir.join(ADAM_FILE))
+    }
+
+    fn save_member(&self, _index: usize, path: &Path) -> NnResult<()> {
+        self.model.save(path)
+    }
+}
+
+struct Batched {
+    models: StackedModels,
+    adam: Adam,
+}
+
+impl Retraining for Batched {
+    fn evaluate(&self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>> {
+        self.models.evaluate(data, batch_size)
+    }
+
+    fn train_epoch(
+        &mut self,
+        data: &[Example],
+        s: &SweepSettings,
+        epoch: u64,
+    ) -> NnResult<Vec<(f64, f64)>> {
+        self.models.train_epoch(
+            &mut self.adam,
+            data,
+            s.batch_size,
+            s.clip,
+            s.shuffle_seed,
+            epoch,
+        )
+    }
+
+    fn save(&self, dir: &Path) -> NnResult<()> {
+        self.models.save(&dir.join(MODELS_FILE))?;
+        self.adam.save(&dir.join(ADAM_FILE))
+    }
+
+    fn load(&mut self, dir: &Path) -> NnResult<()> {
+        self.models.load_values(&dir.join(MODELS_FILE))?;
+        self.adam.load(&dir.join(ADAM_FILE))
+    }
+
+    fn save_member(&self, index: usize, path: &Path) -> NnResult<()> {
+        self.models.save_member(index, path)
+    }
+}
+
+/// What a group checkpoint records besides tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupProgress {
+    levels: Vec<u32>,
+    sparsities: Vec<f64>,
+    /// Per member: rows done so far (row k = epoch k; row 0 = right after pruning).
+    histories: Vec<Vec<EpochMetrics>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LatestGroupState {
+    levels: Vec<u32>,
+    rows_done: usize,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+    move |e| StageError::io(path.display().to_string(), e)
+}
+
+/// Writes JSON through a temporary file and a rename (a crash never leaves half a file).
+fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StageError> {
+    let text = serde_json::to_vec_pretty(value).map_err(StageError::failed)?;
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
+    std::fs::write(&temporary, text).map_err(io(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io(path))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StageError> {
+    let text = std::fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&text)
+        .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
+}
+
+fn finished_json(dir: &Path, level: u32) -> PathBuf {
+    dir.join("finished").join(format!("p{level}.json"))
+}
+
+/// Where a finished level's retrained model waits until the outputs are written.
+pub fn finished_model(dir: &Path, level: u32) -> PathBuf {
+    dir.join("finished").join(format!("p{level}.safetensors"))
+}
+
+/// Prunes `base` at every level of `settings` and retrains, resuming from and checkpointing to
+/// `checkpoint_dir`. Returns the levels in the order given; each finished model is at
+/// [`finished_model`].
+pub fn run_sweep(
+    base: &RecurrentModel,
+    train: &[Example],
+    test: &[Example],
+    settings: &SweepSettings,
+    checkpoint_dir: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<Vec<LevelResult>, StageError> {
+    let finished_dir = checkpoint_dir.join("finished");
+    std::fs::create_dir_all(&finished_dir).map_err(io(&finished_dir))?;
+    let pending: Vec<u32> = settings
+        .levels
+        .iter()
+        .copied()
+        .filter(|&level| !finished_json(checkpoint_dir, level).exists())
+        .collect();
+    if pending.len() < settings.levels.len() {
+        tracing::info!(
+            "resuming: {} of {} levels already retrained",
+            settings.levels.len() - pending.len(),
+            settings.levels.len()
+        );
+    }
+    let groups: Vec<Vec<u32>> = match settings.strategy {
+        Strategy::Batched if !pending.is_empty() => vec![pending],
+        Strategy::Batched => Vec::new(),
+        Strategy::Sequential => pending.into_iter().map(|level| vec![level]).collect(),
+    };
+    for levels in groups {
+        let mut pruned = Vec::with_capacity(levels.len());
+        let mut sparsities = Vec::with_capacity(levels.len());
+        for &level in &levels {
+            let masks = magnitude_masks(base, settings.target, settings.scope, f64::from(level))
+                .map_err(StageError::failed)?;
+            let model = pruned_copy(base, &masks).map_err(StageError::failed)?;
+            sparsities.push(sparsity(&model, settings.target).map_err(StageError::failed)?);
+            pruned.push(model);
+        }
+        let adam_config = AdamConfig {
+            lr: settings.lr,
+            ..AdamConfig::default()
+        };
+        let mut group: Box<dyn Retraining> = match settings.strategy {
+            Strategy::Sequential => {
+                let model = pruned.remove(0);
+                let adam =
+                    Adam::new(model.named_parameters(), adam_config).map_err(StageError::failed)?;
+                Box::new(SingleLevel { model, adam })
+            }
+            Strategy::Batched => {
+                let models = StackedModels::from_models(&pruned).map_err(StageError::failed)?;
+                let adam = Adam::new(models.named_parameters(), adam_config)
+                    .map_err(StageError::failed)?;
+                Box::new(Batched { models, adam })
+            }
+        };
+        retrain_group(
+            group.as_mut(),
+            &levels,
+            &sparsities,
+            train,
+            test,
+            settings,
+            checkpoint_dir,
+            progress,
+        )?;
+    }
+    settings
+        .levels
+        .iter()
+        .map(|&level| read_json(&finished_json(checkpoint_dir, level)))
+        .collect()
+}
+
+/// Evaluates (epoch 0) and retrains one group, checkpointing after every epoch under
+/// `checkpoint_dir/group`; when done, stores each level under `checkpoint_dir/finished`.
+#[allow(clippy::too_many_arguments)]
+fn retrain_group(
+    group: &mut dyn Retraining,
+    levels: &[u32],
+    sparsities: &[f64],
+    train: &[Example],
+    test: &[Example],
+    settings: &SweepSettings,
+    checkpoint_dir: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<(), StageError> {
+    let group_dir = checkpoint_dir.join("group");
+    let latest_path = group_dir.join(LATEST_FILE);
+    let mut state = GroupProgress {
+        levels: levels.to_vec(),
+        sparsities: sparsities.to_vec(),
+        histories: vec![Vec::new(); levels.len()],
+    };
+    let resumable = latest_path.exists()
+        && read_json::<LatestGroupState>(&latest_path)
+            .map(|latest| latest.levels == levels)
+            .unwrap_or(false);
+    if resumable {
+        let latest: LatestGroupState = read_json(&latest_path)?;
+        let dir = group_dir.join(format!("rows-{:04}", latest.rows_done));
+        group.load(&dir).map_err(StageError::failed)?;
+        state = read_json(&dir.join(PROGRESS_FILE))?;
+        tracing::info!(
+            "resuming levels {levels:?} after epoch {}",
+            latest.rows_done.saturating_sub(1)
+        );
+    } else if group_dir.exists() {
+        // Left by a group whose levels have all been stored since: stale.
+        std::fs::remove_dir_all(&group_dir).map_err(io(&group_dir))?;
+    }
+    let members = levels.len() as f64;
+    let first_row = state.histories.first().map_or(0, Vec::len);
+    for epoch in first_row..=settings.epochs {
+        let started = Instant::now();
+        let train_metrics = if epoch == 0 {
+            group.evaluate(train, settings.batch_size)
+        } else {
+            group.train_epoch(train, settings, epoch as u64)
+        }
+        .map_err(StageError::failed)?;
+        let test_metrics = group
+            .evaluate(test, settings.batch_size)
+            .map_err(StageError::failed)?;
+        // Batched levels share one wall clock: each row gets its share.
+        let seconds = started.elapsed().as_secs_f64() / members;
+        for (index, history) in state.histories.iter_mut().enumerate() {
+            history.push(EpochMetrics {
+                epoch,
+                train_loss: train_metrics[index].0,
+                train_acc: train_metrics[index].1,
+                test_loss: test_metrics[index].0,
+                test_acc: test_metrics[index].1,
+                seconds,
+            });
+        }
+        save_group(group, &state, &group_dir, epoch + 1)?;
+        let accuracies: Vec<String> = test_metrics
+            .iter()
+            .map(|(_, acc)| format!("{acc:.3}"))
+            .collect();
+        progress(&format!(
+            "levels {levels:?} epoch {epoch}/{} test acc {}",
+            settings.epochs,
+            accuracies.join(" ")
+        ));
+    }
+    for (index, &level) in levels.iter().enumerate() {
+        group
+            .save_member(index, &finished_model(checkpoint_dir, level))
+            .map_err(StageError::failed)?;
+        let result = LevelResult {
+            level,
+            sparsity: sparsities[index],
+            history: state.histories[index].clone(),
+        };
+        // The JSON is the commit marker: written after the model.
+        write_json_atomic(&finished_json(checkpoint_dir, level), &result)?;
+    }
+    std::fs::remove_dir_all(&group_dir).map_err(io(&group_dir))
+}
+
+/// Saves the group's tensors and progress under `rows-NNNN`, then points `latest.json` at it
+/// (the commit point) and removes older states.
+fn save_group(
+    group: &dyn Retraining,
+    state: &GroupProgress,
+    group_dir: &Path,
+    rows_done: usize,
+) -> Result<(), StageError> {
+    let name = format!("rows-{rows_done:04}");
+    let dir = group_dir.join(&name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    group.save(&dir).map_err(StageError::failed)?;
+    write_json_atomic(&dir.join(PROGRESS_FILE), state)?;
+    let latest = LatestGroupState {
+        levels: state.levels.clone(),
+        rows_done,
+    };
+    write_json_atomic(&group_dir.join(LATEST_FILE), &latest)?;
+    for entry in std::fs::read_dir(group_dir).map_err(io(group_dir))? {
+        let entry = entry.map_err(io(group_dir))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with("rows-") && file_name != name {
+            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One row of `summary.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelSummary {
+    pub level: u32,
+    pub sparsity: f64,
+    pub acc_after_prune: f64,
+    pub best_acc_retrained: Option<f64>,
+    pub epochs_to_regain: Option<usize>,
+}
+
+/// `acc >= reference − tolerance points`, with a little slack so that accuracies that are equal
+/// as fractions of the test set are not split by float rounding of the subtraction.
+pub fn within_tolerance(acc: f64, reference: f64, tolerance_points: f64) -> bool {
+    acc + 1e-9 >= reference - tolerance_points / 100.0
+}
+
+pub fn summarise(result: &LevelResult, unpruned_acc: f64, tolerance: f64) -> LevelSummary {
+    let retrained = result.history.iter().filter(|m| m.epoch > 0);
+    LevelSummary {
+        level: result.level,
+        sparsity: result.sparsity,
+        acc_after_prune: result.history.first().map_or(f64::NAN, |m| m.test_acc),
+        best_acc_retrained: retrained.clone().map(|m| m.test_acc).reduce(f64::max),
+        epochs_to_regain: retrained
+            .clone()
+            .find(|m| within_tolerance(m.test_acc, unpruned_acc, tolerance))
+            .map(|m| m.epoch),
+    }
+}
+
+/// `safe.json`: the highest level whose accuracy right after pruning stays within tolerance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SafeLevel {
+    pub weights: PruneTarget,
+    pub threshold: ThresholdScope,
+    pub tolerance: f64,
+    pub unpruned_test_acc: f64,
+    pub unpruned_test_loss: f64,
+    /// Highest level within tolerance right after pruning (null when none is).
+    pub safe_level: Option<u32>,
+    /// Every level within tolerance right after pruning, ascending.
+    pub levels_within_tolerance: Vec<u32>,
+}
+
+fn write_curves(
+    path: &Path,
+    target: PruneTarget,
+    results: &[LevelResult],
+) -> Result<(), StageError> {
+    let mut writer = csv::Writer::from_path(path).map_err(StageError::failed)?;
+    writer
+        .write_record([
+            "weights",
+            "prune",
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "test_loss",
+            "test_acc",
+            "seconds",
+        ])
+        .map_err(StageError::failed)?;
+    for result in results {
+        for m in &result.history {
+            writer
+                .write_record([
+                    target.name().to_string(),
+                    result.level.to_string(),
+                    m.epoch.to_string(),
+                    m.train_loss.to_string(),
+                    m.train_acc.to_string(),
+                    m.test_loss.to_string(),
+                    m.test_acc.to_string(),
+                    format!("{:.3}", m.seconds),
+                ])
+                .map_err(StageError::failed)?;
+        }
+    }
+    writer.flush().map_err(io(path))
+}
+
+fn write_summary(
+    path: &Path,
+    target: PruneTarget,
+    summaries: &[LevelSummary],
+) -> Result<(), StageError> {
+    let mut writer = csv::Writer::from_path(path).map_err(StageError::failed)?;
+    writer
+        .write_record([
+            "weights",
+            "prune",
+            "sparsity",
+            "acc_after_prune",
+            "best_acc_retrained",
+            "epochs_to_regain",
+        ])
+        .map_err(StageError::failed)?;
+    let optional = |v: Option<String>| v.unwrap_or_default();
+    for s in summaries {
+        writer
+            .write_record([
+                target.name().to_string(),
+                s.level.to_string(),
+                s.sparsity.to_string(),
+                s.acc_after_prune.to_string(),
+                optional(s.best_acc_retrained.map(|a| a.to_string())),
+                optional(s.epochs_to_regain.map(|e| e.to_string())),
+            ])
+            .map_err(StageError::failed)?;
+    }
+    writer.flush().map_err(io(path))
+}
+
+fn read_config(path: &Path) -> Result<ModelConfig, StageError> {
+    read_json(path)
+}
+
+impl Plugin for Prune {
+    type Params = PruneParams;
+    const KIND: &'static str = "rnn.prune";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str =
+        "Prune a trained model's recurrent weights by magnitude at several levels and retrain each";
+
+    fn inputs(&self) -> InputSpec {
+        InputSpec::Named(vec![
+            InputDecl {
+                name: "model",
+                fan_in: false,
+                required: true,
+                about: "model.safetensors from rnn.train",
+            },
+            InputDecl {
+                name: "config",
+                fan_in: false,
+                required: true,
+                about: "config.json from rnn.train",
+            },
+            InputDecl {
+                name: "data",
+                fan_in: false,
+                required: true,
+                about: "dataset.csv (string,valid,split) the model was trained on",
+            },
+        ])
+    }
+
+    fn outputs(&self, _: &PruneParams) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new("curves", "curves.csv"),
+            OutputDecl::new("summary", "summary.csv"),
+            OutputDecl::new("safe", "safe.json"),
+            OutputDecl::new("models", "models"),
+        ]
+    }
+
+    fn threads(&self, params: &PruneParams) -> usize {
+        params.threads
+    }
+
+    fn check(&self, p: &PruneParams) -> Result<(), (String, String)> {
+        if p.levels.is_empty() {
+            return Err(("levels".into(), "give at least one level".into()));
+        }
+        if let Some(level) = p.levels.iter().find(|&&l| l > 100) {
+            return Err(("levels".into(), format!("{level} is not within 0..=100")));
+        }
+        let mut sorted = p.levels.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != p.levels.len() {
+            return Err(("levels".into(), "levels must be distinct".into()));
+        }
+        if p.batch_size == 0 || p.threads == 0 {
+            return Err((
+                String::new(),
+                "batch_size and threads must be at least 1".into(),
+            ));
+        }
+        if p.lr.is_nan() || p.lr <= 0.0 || p.clip < 0.0 {
+            return Err((
+                "lr".into(),
+                "lr must be positive and clip non-negative".into(),
+            ));
+        }
+        if !(0.0..=100.0).contains(&p.tolerance) {
+            return Err(("tolerance".into(), "must be within 0..=100 points".into()));
+        }
+        Ok(())
+    }
+
+    fn run(&self, params: PruneParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
+        tch::set_num_threads(params.threads as i32);
+        let config = read_config(ctx.input("config")?)?;
+        let base = RecurrentModel::load(config, ctx.input("model")?).map_err(StageError::failed)?;
+        let (train, test) = load_examples(ctx.input("data")?)?;
+        let (unpruned_loss, unpruned_acc) =
+            nn::evaluate(&base, &test, params.batch_size).map_err(StageError::failed)?;
+        let settings = SweepSettings::from_params(&params, ctx.seed);
+        let checkpoint_dir = ctx.checkpoint_dir.clone();
+        let results = {
+            let ctx_ref: &StageContext<'_> = ctx;
+            run_sweep(&base, &train, &test, &settings, &checkpoint_dir, &|m| {
+                ctx_ref.progress(m)
+            })?
+        };
+
+        let models_dir = ctx.output("models");
+        std::fs::create_dir_all(&models_dir).map_err(io(&models_dir))?;
+        for result in &results {
+            let target = models_dir.join(format!("p{}.safetensors", result.level));
+            let source = finished_model(&checkpoint_dir, result.level);
+            std::fs::copy(&source, &target).map_err(io(&source))?;
+        }
+        write_curves(&ctx.output("curves.csv"), params.weights, &results)?;
+        let summaries: Vec<LevelSummary> = results
+            .iter()
+            .map(|r| summarise(r, unpruned_acc, params.tolerance))
+            .collect();
+        write_summary(&ctx.output("summary.csv"), params.weights, &summaries)?;
+        let mut levels_within_tolerance: Vec<u32> = summaries
+            .iter()
+            .filter(|s| within_tolerance(s.acc_after_prune, unpruned_acc, params.tolerance))
+            .map(|s| s.level)
+            .collect();
+        levels_within_tolerance.sort_unstable();
+        let safe = SafeLevel {
+            weights: params.weights,
+            threshold: params.threshold,
+            tolerance: params.tolerance,
+            unpruned_test_acc: unpruned_acc,
+            unpruned_test_loss: unpruned_loss,
+            safe_level: levels_within_tolerance.last().copied(),
+            levels_within_tolerance,
+        };
+        write_json_atomic(&ctx.output("safe.json"), &safe)?;
+        ctx.set_metrics(serde_json::json!({
+            "unpruned_test_acc": unpruned_acc,
+            "safe_level": safe.safe_level,
+            "levels": results.len(),
+        }));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: usize, test_acc: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            train_loss: 0.0,
+            train_acc: 0.0,
+            test_loss: 0.0,
+            test_acc,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn summary_finds_first_regaining_epoch_within_tolerance() {
+        let result = LevelResult {
+            level: 70,
+            sparsity: 0.7,
+            history: vec![row(0, 0.5), row(1, 0.97), row(2, 0.99), row(3, 0.985)],
+        };
+        let summary = summarise(&result, 1.0, 1.0);
+        assert_eq!(summary.acc_after_prune, 0.5);
+        assert_eq!(summary.best_acc_retrained, Some(0.99));
+        assert_eq!(summary.epochs_to_regain, Some(2));
+        assert_eq!(summarise(&result, 1.0, 0.5).epochs_to_regain, None);
+    }
+
+    #[test]
+    fn shuffle_seed_is_derived_and_stable() {
+        assert_eq!(shuffle_seed(0), shuffle_seed(0));
+        assert_ne!(shuffle_seed(0), shuffle_seed(1));
+        assert_ne!(shuffle_seed(0), 0);
+    }
+
+    fn tiny_examples(count: usize) -> Vec<Example> {
+        (0..count)
+            .map(|i| {
+                let text: String = (0..(4 + i % 4))
+                    .map(|j| ['B', 'P', 'V', 'X', 'E'][(i * 3 + j) % 5])
+                    .collect();
+                Example::from_text(&text, (i % 2) as i64)
+            })
+            .collect()
+    }
+
+    fn without_seconds(results: &[LevelResult]) -> Vec<LevelResult> {
+        let mut results = results.to_vec();
+        for result in &mut results {
+            for row in &mut result.history {
+                row.seconds = 0.0;
+            }
+        }
+        results
+    }
+
+    /// A sweep interrupted after any checkpoint (simulated by a panic in the progress callback,
+    /// which runs right after each commit) resumes and ends with the same curves and model bytes.
+    #[test]
+    fn interrupted_sweep_resumes_to_identical_results() {
+        tch::set_num_threads(1);
+        let config = ModelConfig {
+            variant: nn::Variant::RnnTanh,
+            vocab_size: 128,
+            embedding_dim: 4,
+            hidden_size: 6,
+            num_layers: 2,
+            num_classes: 2,
+            readout: nn::Readout::LastPadded,
+            engine: nn::CellEngine::Loop,
+            embedding_init: nn::EmbeddingInit::Normal,
+        };
+        let base = RecurrentModel::new(config, 2).unwrap();
+        let (train, test) = (tiny_examples(30), tiny_examples(10));
+        for strategy in [Strategy::Sequential, Strategy::Batched] {
+            let settings = SweepSettings {
+                target: PruneTarget::Hh,
+                scope: ThresholdScope::Layer,
+                levels: vec![30, 80],
+                epochs: 2,
+                batch_size: 8,
+                lr: 0.01,
+                clip: Some(1.0),
+                strategy,
+                shuffle_seed: shuffle_seed(9),
+            };
+            let reference_dir = tempfile::tempdir().unwrap();
+            let reference = run_sweep(
+                &base,
+                &train,
+                &test,
+                &settings,
+                reference_dir.path(),
+                &|_| {},
+            )
+            .unwrap();
+            assert_eq!(reference.len(), 2);
+            let again_dir = tempfile::tempdir().unwrap();
+            let again =
+                run_sweep(&base, &train, &test, &settings, again_dir.path(), &|_| {}).unwrap();
+            assert_eq!(
+                without_seconds(&again),
+                without_seconds(&reference),
+                "{strategy:?} is not deterministic"
+            );
+            assert_eq!(reference[0].history.len(), 3);
+            for stop_after in 1..4 {
+                let dir = tempfile::tempdir().unwrap();
+                let calls = std::cell::Cell::new(0);
+                let interrupted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_sweep(&base, &train, &test, &settings, dir.path(), &|_| {
+                        calls.set(calls.get() + 1);
+                        if calls.get() == stop_after {
+                            panic!("simulated kill");
+                        }
+                    })
+                }));
+                assert!(interrupted.is_err());
+                let resumed =
+                    run_sweep(&base, &train, &test, &settings, dir.path(), &|_| {}).unwrap();
+                assert_eq!(without_seconds(&resumed), without_seconds(&reference));
+                for level in [30, 80] {
+                    let a = std::fs::read(finished_model(dir.path(), level)).unwrap();
+                    let b = std::fs::read(finished_model(reference_dir.path(), level)).unwrap();
+                    assert!(a == b, "{strategy:?} stop {stop_after} p{level}");
+                }
+            }
+        }
+    }
+}
