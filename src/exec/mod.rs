@@ -365,6 +365,8 @@ impl<'p> Schedule<'p> {
             inst.label.clone().unwrap_or_else(|| inst.stage.clone())
         };
         let mut queue: VecDeque<instance::Job<'p>> = VecDeque::new();
+        let mut claimed: std::collections::HashMap<crate::store::Key, usize> =
+            std::collections::HashMap::new();
         loop {
             // Start or resolve everything that is ready, in plan order.
             let mut progressed = true;
@@ -411,6 +413,14 @@ impl<'p> Schedule<'p> {
                         .iter()
                         .filter_map(|&d| upstream(d).map(|o| (d, o)))
                         .collect();
+                    // Two instances with the same key (same plugin, params and inputs) would
+                    // share a staging directory: the second waits and then reuses the result.
+                    let key = material.key();
+                    if claimed.get(&key).is_some_and(|&j| {
+                        j != i && matches!(state[j], State::Queued | State::Running)
+                    }) {
+                        continue;
+                    }
                     progressed = true;
                     match lookup(store, instance, &material, self.forced.contains(&i)) {
                         Lookup::Hit(record) => {
@@ -432,11 +442,12 @@ impl<'p> Schedule<'p> {
                         }
                         Lookup::Miss(reason) => {
                             state[i] = State::Queued;
+                            claimed.insert(key, i);
                             queue.push_back(instance::Job {
                                 plan,
                                 store,
                                 index: i,
-                                key: material.key(),
+                                key,
                                 material,
                                 reason,
                                 upstream: inputs,

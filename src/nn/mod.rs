@@ -10,8 +10,8 @@
 pub mod adam;
 pub mod cell;
 pub mod model;
-pub mod random;
 pub mod prune;
+pub mod random;
 pub mod train;
 
 use std::path::PathBuf;

@@ -8,9 +8,9 @@ pub mod analysis;
 pub mod cmd;
 pub mod data;
 pub mod graphs;
-pub mod report;
-pub mod random_train;
 pub mod prune;
+pub mod random_train;
+pub mod report;
 pub mod train;
 
 /// Every built-in plugin.

@@ -234,3 +234,14 @@ fn cli_dag_formats() {
         "{text}"
     );
 }
+
+#[test]
+fn instances_with_identical_keys_run_once_and_share_the_result() {
+    let yaml = "stages:\n  same:\n    uses: cmd\n    foreach: {k: [a, b, c]}\n    with: {run: 'sleep 0.2; echo same > $PIPE_OUT/o', outputs: {o: o}}\n";
+    let sandbox = Sandbox::new();
+    let summary = sandbox.run_with(yaml, |o| o.jobs = 3);
+    assert!(summary.success(), "{:?}", summary.reports);
+    assert_eq!(summary.ran().len(), 1, "{:?}", summary.reports);
+    assert_eq!(summary.cached().len(), 2);
+    assert_eq!(sandbox.read_artifact("same/c/o"), "same\n");
+}

@@ -1,6 +1,7 @@
 mod analysis;
 mod graph_oracle;
 mod nn_equivalence;
+mod pipelines;
 mod prune;
 mod reber;
 mod stats_reference;

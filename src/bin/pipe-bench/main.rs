@@ -46,7 +46,9 @@ fn main() -> Result<()> {
     if wants("structure") {
         structure::run()?;
     }
-    if let Some(name) = section.filter(|s| !["engine", "train", "prune", "structure", "slurm"].contains(&s.as_str())) {
+    if let Some(name) = section
+        .filter(|s| !["engine", "train", "prune", "structure", "slurm"].contains(&s.as_str()))
+    {
         anyhow::bail!("unknown section `{name}`; sections: engine, train, prune, structure, slurm");
     }
     Ok(())

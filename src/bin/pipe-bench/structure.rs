@@ -7,8 +7,7 @@ use anyhow::Result;
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
 use pipe::nn::random::{
-    evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure,
-    RandomNetwork,
+    evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
 use pipe::nn::{
     clip_grad_norm, cross_entropy, epoch_order, make_batch, Adam, AdamConfig, Example, Readout,

@@ -1,0 +1,121 @@
+//! `pipelines/ci.yaml` (the whole thesis DAG at a tiny scale): reproducible to the byte in fresh
+//! caches, a no-op when run again, and an edit re-runs exactly what it reaches.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::common::{sorted, stdout, Sandbox};
+
+fn ci_pipeline() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/ci.yaml");
+    std::fs::read_to_string(path).expect("pipelines/ci.yaml")
+}
+
+/// Every artifact's bytes; CSV columns named `seconds` or `time` (wall clock, the one allowed
+/// difference) are dropped first.
+fn artifact_fingerprints(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            let content = if path.extension().is_some_and(|e| e == "csv") {
+                strip_clock_columns(&String::from_utf8_lossy(&bytes)).into_bytes()
+            } else {
+                bytes
+            };
+            let name = path.strip_prefix(root).unwrap().display().to_string();
+            out.insert(name, blake3::hash(&content).to_hex().to_string());
+        }
+    }
+    out
+}
+
+fn strip_clock_columns(csv: &str) -> String {
+    let mut lines = csv.lines();
+    let Some(header) = lines.next() else {
+        return String::new();
+    };
+    let keep: Vec<bool> = header
+        .split(',')
+        .map(|c| c != "seconds" && c != "time")
+        .collect();
+    let pick = |line: &str| -> String {
+        line.split(',')
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(v, _)| v)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    std::iter::once(pick(header))
+        .chain(lines.map(pick))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn ci_pipeline_is_reproducible_and_a_second_run_does_nothing() {
+    let yaml = ci_pipeline();
+    let first = Sandbox::new();
+    let second = Sandbox::new();
+    let a = first.run(&yaml);
+    assert!(a.success(), "{:?}", a.reports);
+    let b = second.run(&yaml);
+    assert!(b.success(), "{:?}", b.reports);
+    let (fa, fb) = (
+        artifact_fingerprints(&first.artifacts()),
+        artifact_fingerprints(&second.artifacts()),
+    );
+    assert!(fa.contains_key("report/report.html"), "{:?}", fa.keys());
+    let differing: Vec<&String> = fa.keys().filter(|k| fa.get(*k) != fb.get(*k)).collect();
+    assert!(
+        differing.is_empty(),
+        "artifacts differ between fresh caches: {differing:?}"
+    );
+    assert_eq!(fa.len(), fb.len());
+
+    let again = first.run(&yaml);
+    assert!(again.ran().is_empty(), "ran again: {:?}", again.ran());
+}
+
+#[test]
+fn editing_the_retraining_epochs_reruns_exactly_the_pruning_and_the_report() {
+    let yaml = ci_pipeline();
+    let sandbox = Sandbox::new();
+    assert!(sandbox.run(&yaml).success());
+    let edited = yaml.replace(
+        "levels: [50, 100], retrain_epochs: 1",
+        "levels: [50, 100], retrain_epochs: 2",
+    );
+    assert_ne!(
+        edited, yaml,
+        "ci.yaml's prune line changed; update this test"
+    );
+    sandbox.write(&edited);
+    let status = stdout(&sandbox.cli(&["status", "pipeline.yaml"]));
+    let changed: Vec<&str> = status
+        .lines()
+        .filter(|l| l.contains("will run (params changed: retrain_epochs)"))
+        .map(|l| l.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert_eq!(changed.len(), 12, "{status}");
+    assert!(changed.iter().all(|n| n.starts_with("prune[")), "{status}");
+    let report_line = status
+        .lines()
+        .find(|l| l.starts_with("report "))
+        .unwrap_or_default();
+    assert!(report_line.contains("will run if"), "{status}");
+    assert!(status.contains("13 of 36 instances would run"), "{status}");
+
+    let rerun = sandbox.run(&edited);
+    let mut expected: Vec<String> = changed.iter().map(|s| s.to_string()).collect();
+    expected.push("report".into());
+    expected.sort();
+    assert_eq!(sorted(rerun.ran()), expected);
+}
