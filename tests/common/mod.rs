@@ -101,3 +101,37 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Starts `pipe run pipeline.yaml` in its own process group, waits until a file named `marker`
+/// appears in one of the cache's checkpoint directories, then SIGKILLs the whole group: a crash
+/// with no chance to clean up. Returns how many records had been written by then.
+pub fn run_and_kill_at_checkpoint(sandbox: &Sandbox, marker: &str) -> usize {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let mut child = sandbox
+        .cli_command(&["run", "pipeline.yaml"])
+        .process_group(0)
+        .spawn()
+        .expect("spawn pipe");
+    let checkpoints = sandbox.cache().join("checkpoints");
+    let start = Instant::now();
+    loop {
+        let found = std::fs::read_dir(&checkpoints)
+            .map(|d| d.flatten().any(|e| e.path().join(marker).exists()))
+            .unwrap_or(false);
+        if found {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint `{marker}` appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let group = i32::try_from(child.id()).expect("pid");
+    assert!(group > 1);
+    // SAFETY: plain syscall; the negative pid names the child's own process group only.
+    assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0);
+    let _ = child.wait();
+    sandbox.record_count()
+}

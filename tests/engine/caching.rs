@@ -3,7 +3,7 @@
 use crate::common::{sorted, stdout, Sandbox};
 
 /// The engine issue's example, verbatim.
-const HELLO: &str = r#"seed: 7
+pub(crate) const HELLO: &str = r#"seed: 7
 vars:
   greeting: hello
 stages:

@@ -1,10 +1,9 @@
 //! Crashes, corruption, concurrency and garbage collection never lose finished work.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{stderr, stdout, Sandbox};
+use crate::common::{run_and_kill_at_checkpoint, stderr, stdout, Sandbox};
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -42,28 +41,8 @@ stages:
 fn killed_run_resumes_without_redoing_finished_work() {
     let sandbox = Sandbox::new();
     sandbox.write(CRASHY);
-    let mut child = sandbox
-        .cli_command(&["run", "--jobs", "1", "pipeline.yaml"])
-        .process_group(0)
-        .spawn()
-        .unwrap();
+    run_and_kill_at_checkpoint(&sandbox, "half");
     let checkpoints = sandbox.cache().join("checkpoints");
-    wait_for(
-        "the slow stage's checkpoint",
-        Duration::from_secs(30),
-        || {
-            std::fs::read_dir(&checkpoints)
-                .map(|d| d.flatten().any(|e| e.path().join("half").exists()))
-                .unwrap_or(false)
-        },
-    );
-    // SIGKILL the whole process group: no chance to clean up.
-    let group = i32::try_from(child.id()).unwrap();
-    assert!(group > 1);
-    // SAFETY: plain syscall; the negative pid names the child's own process group only.
-    let killed = unsafe { libc::kill(-group, libc::SIGKILL) };
-    assert_eq!(killed, 0);
-    let _ = child.wait();
     assert_eq!(
         sandbox.record_count(),
         3,

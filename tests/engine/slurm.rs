@@ -14,28 +14,7 @@ use pipe::{Outcome, Plan, RunOptions, RunSummary, Store};
 
 use crate::common::{sorted, stderr, stdout, Sandbox};
 
-/// The engine issue's example (as in `caching.rs`), run on the cluster.
-const HELLO: &str = r#"seed: 7
-vars:
-  greeting: hello
-stages:
-  words:
-    uses: cmd
-    foreach:
-      word: [alpha, beta, gamma]
-    with:
-      run: 'echo "${vars.greeting} ${word}" > "$PIPE_OUT/word.txt"'
-      outputs: {text: word.txt}
-  joined:
-    uses: cmd
-    inputs:
-      a: words[alpha].text
-      b: words[beta].text
-      c: words[gamma].text
-    with:
-      run: 'cat "$PIPE_IN_A" "$PIPE_IN_B" "$PIPE_IN_C" > "$PIPE_OUT/all.txt"'
-      outputs: {all: all.txt}
-"#;
+use super::caching::HELLO;
 
 /// Whether a cluster answers; if not, says so plainly (the caller then passes).
 fn cluster(test: &str) -> bool {

@@ -2,8 +2,6 @@
 //! what each network computes alone (outputs, gradients, training), padding stays inert, and
 //! `rnn.train_random` is deterministic and resumes after a kill.
 
-use std::os::unix::process::CommandExt;
-use std::time::{Duration, Instant};
 
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{Graph, GraphFamily};
@@ -15,7 +13,7 @@ use pipe::nn::{clip_grad_norm, cross_entropy, make_batch, Adam, AdamConfig, Exam
 use pipe::nn::{Batch, Variant};
 use tch::{Kind, Tensor};
 
-use crate::common::{stdout, Sandbox};
+use crate::common::{run_and_kill_at_checkpoint, stdout, Sandbox};
 
 /// Four different small graphs: skips of several lengths, several sources, different depths.
 fn graphs() -> Vec<Graph> {
@@ -265,34 +263,7 @@ fn killed_train_random_resumes_finished_groups_and_ends_identical() {
 
     let sandbox = Sandbox::new();
     sandbox.write(&pipeline(epochs));
-    let mut child = sandbox
-        .cli_command(&["run", "pipeline.yaml"])
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let checkpoints = sandbox.cache().join("checkpoints");
-    let start = Instant::now();
-    loop {
-        let done = std::fs::read_dir(&checkpoints)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.path().join("group-00000.json").exists())
-            })
-            .unwrap_or(false);
-        if done {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no group checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let group = i32::try_from(child.id()).unwrap();
-    // SAFETY: plain syscall on the child's own process group.
-    assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0);
-    let _ = child.wait();
-    let finished_before_kill = sandbox.record_count();
+    let finished_before_kill = run_and_kill_at_checkpoint(&sandbox, "group-00000.json");
 
     let output = sandbox.cli(&["-v", "run", "pipeline.yaml"]);
     assert!(output.status.success(), "{}", stdout(&output));

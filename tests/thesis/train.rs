@@ -1,9 +1,7 @@
 //! `rnn.train` as a stage: deterministic bytes, resume after a kill, metrics, and `pipe eval`.
 
-use std::os::unix::process::CommandExt;
-use std::time::{Duration, Instant};
 
-use crate::common::{stdout, Sandbox};
+use crate::common::{run_and_kill_at_checkpoint, stdout, Sandbox};
 
 fn pipeline(epochs: usize) -> String {
     format!(
@@ -42,32 +40,7 @@ fn killed_training_resumes_at_its_last_epoch_and_ends_identical() {
 
     let sandbox = Sandbox::new();
     sandbox.write(&pipeline(epochs));
-    let mut child = sandbox
-        .cli_command(&["run", "pipeline.yaml"])
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let checkpoints = sandbox.cache().join("checkpoints");
-    let start = Instant::now();
-    // Wait until some epoch has been checkpointed, then kill without warning.
-    loop {
-        let done = std::fs::read_dir(&checkpoints)
-            .map(|d| d.flatten().any(|e| e.path().join("latest.json").exists()))
-            .unwrap_or(false);
-        if done {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no checkpoint appeared"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let group = i32::try_from(child.id()).unwrap();
-    // SAFETY: plain syscall on the child's own process group.
-    assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0);
-    let _ = child.wait();
-    let finished_before_kill = sandbox.record_count();
+    let finished_before_kill = run_and_kill_at_checkpoint(&sandbox, "latest.json");
 
     let output = sandbox.cli(&["-v", "run", "pipeline.yaml"]);
     assert!(output.status.success(), "{}", stdout(&output));
