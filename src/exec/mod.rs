@@ -529,12 +529,25 @@ impl std::fmt::Display for Status {
         match self {
             Status::UpToDate => write!(f, "up to date"),
             Status::WillRun(reason) => write!(f, "will run ({reason})"),
-            Status::AfterUpstream(names) => write!(
-                f,
-                "will run if {} change{} its output",
-                names.join(", "),
-                if names.len() == 1 { "s" } else { "" }
-            ),
+            Status::AfterUpstream(names) => {
+                // A fan-in can wait on dozens of instances: name a few, count the rest.
+                const SHOWN: usize = 4;
+                let mut listed = names
+                    .iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if names.len() > SHOWN {
+                    listed.push_str(&format!(" and {} more", names.len() - SHOWN));
+                }
+                let verb = if names.len() == 1 {
+                    "changes"
+                } else {
+                    "change"
+                };
+                write!(f, "will run if {listed} {verb} its output")
+            }
         }
     }
 }

@@ -2,7 +2,6 @@
 //! what each network computes alone (outputs, gradients, training), padding stays inert, and
 //! `rnn.train_random` is deterministic and resumes after a kill.
 
-
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{Graph, GraphFamily};
 use pipe::nn::random::{

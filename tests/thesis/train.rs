@@ -1,6 +1,5 @@
 //! `rnn.train` as a stage: deterministic bytes, resume after a kill, metrics, and `pipe eval`.
 
-
 use crate::common::{run_and_kill_at_checkpoint, stdout, Sandbox};
 
 fn pipeline(epochs: usize) -> String {
