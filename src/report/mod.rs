@@ -16,34 +16,19 @@ use crate::analysis::{self, Table, TARGET};
 use crate::stats::pearson;
 use svg::{escape, LineChart, PointGroup, Series, PALETTE, THESIS_COLOUR};
 
-/// The four recurrent variants of the thesis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Variant {
-    RnnTanh,
-    RnnRelu,
-    Lstm,
-    Gru,
+pub use crate::nn::Variant;
+
+/// How the report names a variant: titles, the thesis's table keys, and fan-in labels.
+pub trait VariantText {
+    fn title(self) -> &'static str;
+    /// The `mode` column of the thesis's `r_squared.csv`.
+    fn thesis_mode(self) -> &'static str;
+    /// Thesis table number of the variant's Pearson table.
+    fn pearson_table(self) -> &'static str;
 }
 
-impl Variant {
-    pub const ALL: [Variant; 4] = [
-        Variant::RnnTanh,
-        Variant::RnnRelu,
-        Variant::Lstm,
-        Variant::Gru,
-    ];
-
-    /// The name used in pipelines and file names.
-    pub fn key(self) -> &'static str {
-        match self {
-            Variant::RnnTanh => "rnn_tanh",
-            Variant::RnnRelu => "rnn_relu",
-            Variant::Lstm => "lstm",
-            Variant::Gru => "gru",
-        }
-    }
-
-    pub fn title(self) -> &'static str {
+impl VariantText for Variant {
+    fn title(self) -> &'static str {
         match self {
             Variant::RnnTanh => "RNN-tanh",
             Variant::RnnRelu => "RNN-ReLU",
@@ -52,8 +37,7 @@ impl Variant {
         }
     }
 
-    /// The `mode` column of the thesis's `r_squared.csv`.
-    pub fn thesis_mode(self) -> &'static str {
+    fn thesis_mode(self) -> &'static str {
         match self {
             Variant::RnnTanh => "RNN_TANH",
             Variant::RnnRelu => "RNN_RELU",
@@ -62,8 +46,7 @@ impl Variant {
         }
     }
 
-    /// Thesis table number of the variant's Pearson table.
-    pub fn pearson_table(self) -> &'static str {
+    fn pearson_table(self) -> &'static str {
         match self {
             Variant::RnnTanh => "6.1",
             Variant::RnnRelu => "6.2",
@@ -71,21 +54,21 @@ impl Variant {
             Variant::Gru => "6.4",
         }
     }
+}
 
-    /// Recognises a fan-in label such as `lstm`, `lstm-both`, `rnn_tanh-ih` or `RNN_ReLU`.
-    pub fn from_label(label: &str) -> Option<Variant> {
-        let lower = label.to_ascii_lowercase();
-        if lower.contains("relu") {
-            Some(Variant::RnnRelu)
-        } else if lower.contains("tanh") {
-            Some(Variant::RnnTanh)
-        } else if lower.contains("lstm") {
-            Some(Variant::Lstm)
-        } else if lower.contains("gru") {
-            Some(Variant::Gru)
-        } else {
-            None
-        }
+/// Recognises a fan-in label such as `lstm`, `lstm-both`, `rnn_tanh-ih` or `RNN_ReLU`.
+pub fn variant_from_label(label: &str) -> Option<Variant> {
+    let lower = label.to_ascii_lowercase();
+    if lower.contains("relu") {
+        Some(Variant::RnnRelu)
+    } else if lower.contains("tanh") {
+        Some(Variant::RnnTanh)
+    } else if lower.contains("lstm") {
+        Some(Variant::Lstm)
+    } else if lower.contains("gru") {
+        Some(Variant::Gru)
+    } else {
+        None
     }
 }
 
@@ -155,7 +138,7 @@ pub struct RunInfo {
 fn for_variant(items: &[(String, Table)], variant: Variant) -> Vec<&(String, Table)> {
     items
         .iter()
-        .filter(|(label, _)| Variant::from_label(label) == Some(variant))
+        .filter(|(label, _)| variant_from_label(label) == Some(variant))
         .collect()
 }
 
@@ -256,7 +239,7 @@ fn thesis_prune_rows(variant: Variant, suffix: &str) -> Vec<(f64, f64, f64)> {
     let table = rows_where(
         &thesis::prune_table(variant),
         "mode",
-        &format!("{}{suffix}", variant.key()),
+        &format!("{}{suffix}", variant.name()),
     );
     match (
         numbers(&table, "prune"),
@@ -453,7 +436,7 @@ fn base_section(html: &mut Html, inputs: &ReportInputs) {
     html.body.push_str(r#"<p class="note">Solid: pipe; dashed grey: thesis (<code>results/prune/&lt;variant&gt;.csv</code>, mode = variant). The thesis's losses are sums over batches, so they are drawn in their own chart.</p>"#);
     let mut summary = String::from("<table><tr><th>variant</th><th>thesis final test acc</th><th>pipe final test acc</th><th>thesis best</th><th>pipe best</th></tr>");
     for variant in Variant::ALL {
-        let thesis_table = rows_where(&thesis::prune_table(variant), "mode", variant.key());
+        let thesis_table = rows_where(&thesis::prune_table(variant), "mode", variant.name());
         let ours = for_variant(&inputs.base, variant);
         let _ = write!(
             html.body,
@@ -1047,7 +1030,7 @@ pub fn render_summary(inputs: &ReportInputs, run: &RunInfo) -> String {
     }
     md.push_str("\n## Base models: final test accuracy\n\n| variant | thesis | pipe |\n| --- | --- | --- |\n");
     for variant in Variant::ALL {
-        let thesis_table = rows_where(&thesis::prune_table(variant), "mode", variant.key());
+        let thesis_table = rows_where(&thesis::prune_table(variant), "mode", variant.name());
         let theirs = numbers(&thesis_table, "test_acc").and_then(|v| v.last().copied());
         let ours = for_variant(&inputs.base, variant)
             .first()
@@ -1113,10 +1096,10 @@ mod tests {
 
     #[test]
     fn labels_name_variants() {
-        assert_eq!(Variant::from_label("lstm-both"), Some(Variant::Lstm));
-        assert_eq!(Variant::from_label("RNN_ReLU"), Some(Variant::RnnRelu));
-        assert_eq!(Variant::from_label("rnn_tanh-hh"), Some(Variant::RnnTanh));
-        assert_eq!(Variant::from_label("mlp"), None);
+        assert_eq!(variant_from_label("lstm-both"), Some(Variant::Lstm));
+        assert_eq!(variant_from_label("RNN_ReLU"), Some(Variant::RnnRelu));
+        assert_eq!(variant_from_label("rnn_tanh-hh"), Some(Variant::RnnTanh));
+        assert_eq!(variant_from_label("mlp"), None);
         assert_eq!(as_percent(&[0.1, 1.0]), vec![10.0, 100.0]);
         assert_eq!(family_of("watts_strogatz"), Some("WS"));
     }

@@ -4,7 +4,7 @@
 
 use crate::analysis::Table;
 
-use super::Variant;
+use super::{Variant, VariantText};
 
 const PRUNE_RNN_TANH: &str = include_str!("../../data/thesis/results/prune/rnn_tanh.csv");
 const PRUNE_RNN_RELU: &str = include_str!("../../data/thesis/results/prune/rnn_relu.csv");
@@ -100,7 +100,7 @@ pub fn printed_pearson(variant: Variant) -> Vec<(String, f64)> {
     table
         .rows
         .iter()
-        .filter(|row| row.first().map(String::as_str) == Some(variant.key()))
+        .filter(|row| row.first().map(String::as_str) == Some(variant.name()))
         .filter_map(|row| Some((row.get(1)?.clone(), row.get(2)?.parse().ok()?)))
         .collect()
 }

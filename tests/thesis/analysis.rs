@@ -221,7 +221,7 @@ fn full_report() -> String {
     for variant in Variant::ALL {
         let path = repo().join(format!(
             "data/thesis/results/structure/{}.csv",
-            variant.key()
+            variant.name()
         ));
         let table = read_table(&path);
         let correlations = analysis::correlate(&table, &analysis::all_properties(), "test_acc")
@@ -244,15 +244,15 @@ fn full_report() -> String {
         };
         inputs
             .correlations
-            .push((variant.key().to_string(), correlation_table));
-        inputs.networks.push((variant.key().to_string(), table));
+            .push((variant.name().to_string(), correlation_table));
+        inputs.networks.push((variant.name().to_string(), table));
         // The thesis's own base curve stands in for ours.
         let prune =
-            read_table(&repo().join(format!("data/thesis/results/prune/{}.csv", variant.key())));
+            read_table(&repo().join(format!("data/thesis/results/prune/{}.csv", variant.name())));
         let base = prune
-            .filter_equal("mode", variant.key())
+            .filter_equal("mode", variant.name())
             .expect("mode column");
-        inputs.base.push((variant.key().to_string(), base));
+        inputs.base.push((variant.name().to_string(), base));
     }
     report::render_html(
         &inputs,
