@@ -5,11 +5,13 @@
 //! structured networks can reuse them), [`model`] the Embedding → recurrent stack → Linear model
 //! with PyTorch tensor names and safetensors I/O, [`adam`] the optimizer, [`train`] epochs,
 //! evaluation, gradient clipping and checkpoints, [`random`] the randomly structured networks of
-//! experiment 3, one at a time and batched many at once.
+//! experiment 3, one at a time and batched many at once, and [`native`] the same networks computed
+//! in plain Rust (the fast path for training hundreds of them).
 
 pub mod adam;
 pub mod cell;
 pub mod model;
+pub mod native;
 pub mod prune;
 pub mod random;
 pub mod train;

@@ -503,8 +503,10 @@ pub fn summarise(result: &LevelResult, unpruned_acc: f64, tolerance: f64) -> Lev
         sparsity: result.sparsity,
         acc_after_prune: result.history.first().map_or(f64::NAN, |m| m.test_acc),
         best_acc_retrained: retrained.clone().map(|m| m.test_acc).reduce(f64::max),
-        epochs_to_regain: retrained
-            .clone()
+        // Epoch 0 counts: a level that never lost accuracy needs no retraining.
+        epochs_to_regain: result
+            .history
+            .iter()
             .find(|m| within_tolerance(m.test_acc, unpruned_acc, tolerance))
             .map(|m| m.epoch),
     }
@@ -601,7 +603,7 @@ fn read_config(path: &Path) -> Result<ModelConfig, StageError> {
 impl Plugin for Prune {
     type Params = PruneParams;
     const KIND: &'static str = "rnn.prune";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Prune a trained model's recurrent weights by magnitude at several levels and retrain each";
 
@@ -753,6 +755,12 @@ mod tests {
         assert_eq!(summary.best_acc_retrained, Some(0.99));
         assert_eq!(summary.epochs_to_regain, Some(2));
         assert_eq!(summarise(&result, 1.0, 0.5).epochs_to_regain, None);
+        let never_lost = LevelResult {
+            level: 10,
+            sparsity: 0.1,
+            history: vec![row(0, 1.0), row(1, 1.0)],
+        };
+        assert_eq!(summarise(&never_lost, 1.0, 1.0).epochs_to_regain, Some(0));
     }
 
     #[test]

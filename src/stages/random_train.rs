@@ -1,6 +1,8 @@
 //! `rnn.train_random`: trains one randomly structured recurrent network per graph of a
-//! `graphs.json` (thesis experiment 3), many at once: networks are ordered by size, cut into
-//! groups of `group_size`, and each group trains as one batched tensor program
+//! `graphs.json` (thesis experiment 3), many at once. Networks are ordered by size and cut into
+//! groups of `group_size`; with the default `engine: native` each group's networks train in
+//! parallel on `threads` threads with the plain-Rust kernels of [`crate::nn::native`], with
+//! `engine: tensor` each group trains as one padded, batched libtorch program
 //! ([`crate::nn::random::NetworkGroup`]). Every network of a run sees the same batches in the same
 //! order (one shuffle per epoch from the stage seed); the thesis trained each network in its own
 //! process with its own shuffle, which is the same statistically (each network sees a uniformly
@@ -14,6 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
+use crate::nn::native::{train_and_evaluate_epoch, NativeNetwork, TrainingSettings};
 use crate::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
@@ -42,16 +45,32 @@ pub struct TrainRandomParams {
     /// last_padded (the thesis's code) or true_length.
     #[serde(default)]
     pub readout: Readout,
-    /// Networks trained together as one batched group. Results differ from other group sizes
-    /// only in the last bits of the floats, but they do differ, so it is part of the key.
+    /// native (plain-Rust kernels, networks in parallel; the fast one) or tensor (libtorch,
+    /// padded batched groups).
+    #[serde(default)]
+    pub engine: RandomEngine,
+    /// Networks per group: the unit of checkpointing (and, for the tensor engine, of batching:
+    /// there results differ from other group sizes in the last bits of the floats).
     #[serde(default = "defaults::group_size")]
     pub group_size: usize,
     /// Only the first N graphs of each family (quick runs); all when absent.
     #[serde(default)]
     pub limit: Option<usize>,
-    /// libtorch intra-op threads; results depend on it, so it is part of the key.
+    /// Threads: networks trained in parallel (native) or libtorch intra-op threads (tensor,
+    /// where results depend on it).
     #[serde(default = "defaults::threads")]
     pub threads: usize,
+}
+
+/// How `rnn.train_random` computes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RandomEngine {
+    /// [`crate::nn::native`]: exact shapes, fused cell arithmetic, one network per thread.
+    #[default]
+    Native,
+    /// [`crate::nn::random::NetworkGroup`]: padded groups as one libtorch program.
+    Tensor,
 }
 
 mod defaults {
@@ -67,11 +86,11 @@ mod defaults {
     pub fn clip() -> f64 {
         5.0
     }
-    /// The fastest group size of `pipe-bench structure` on one CPU thread (2026-11-29: groups
-    /// of 2–4 were fastest for every variant; larger groups lose more to padding than they save
-    /// in per-op overhead, because at batch 128 these networks are compute-bound on a CPU).
+    /// Small enough that a kill loses little (8 LSTM networks × 15 epochs ≈ 2 minutes on one
+    /// thread natively) and a multiple of common thread counts. For the tensor engine 2–4 is
+    /// fastest (`pipe-bench structure`: larger groups lose more to padding than they save).
     pub fn group_size() -> usize {
-        4
+        8
     }
     pub fn threads() -> usize {
         1
@@ -166,9 +185,9 @@ fn write_checkpoint(path: &Path, rows: &GroupRows) -> Result<(), StageError> {
 impl Plugin for TrainRandom {
     type Params = TrainRandomParams;
     const KIND: &'static str = "rnn.train_random";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
-        "Train one randomly structured RNN/LSTM/GRU per graph (thesis §4), batched in groups";
+        "Train one randomly structured RNN/LSTM/GRU per graph (thesis §4), many at once";
 
     fn inputs(&self) -> InputSpec {
         InputSpec::Named(vec![
@@ -242,7 +261,6 @@ impl Plugin for TrainRandom {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let groups = plan_groups(&structures, params.group_size);
-        let clip = (params.clip > 0.0).then_some(params.clip);
         let mut finished: Vec<GroupRows> = Vec::with_capacity(groups.len());
         let mut resumed = 0usize;
         for (index, members) in groups.iter().enumerate() {
@@ -266,69 +284,60 @@ impl Plugin for TrainRandom {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StageError::failed)?;
-            let group = NetworkGroup::from_networks(&networks).map_err(StageError::failed)?;
-            drop(networks);
-            let adam_config = AdamConfig {
-                lr: params.lr,
-                ..AdamConfig::default()
-            };
-            let mut adam =
-                Adam::new(group.named_parameters(), adam_config).map_err(StageError::failed)?;
-            let mut metrics: Vec<Vec<Vec<String>>> = vec![Vec::new(); members.len()];
-            let mut last = None;
-            for epoch in 1..=params.epochs {
-                let trained = train_group_epoch(
-                    &group,
-                    &mut adam,
-                    &train,
-                    params.batch_size,
-                    clip,
-                    ctx.seed,
-                    epoch as u64,
-                )
-                .map_err(StageError::failed)?;
-                let tested =
-                    evaluate_group(&group, &test, params.batch_size).map_err(StageError::failed)?;
-                for (k, rows) in metrics.iter_mut().enumerate() {
-                    rows.push(vec![
-                        ids[k].to_string(),
-                        epoch.to_string(),
-                        trained.losses[k].to_string(),
-                        trained.accuracies[k].to_string(),
-                        tested.losses[k].to_string(),
-                        tested.accuracies[k].to_string(),
-                    ]);
-                }
+            let report = |epoch: usize| {
                 ctx.progress(&format!(
                     "group {}/{} ({} networks) epoch {epoch}/{}",
                     index + 1,
                     groups.len(),
                     members.len(),
                     params.epochs
-                ));
-                last = Some((trained, tested));
+                ))
+            };
+            let history = match params.engine {
+                RandomEngine::Native => {
+                    train_native(&networks, &params, &train, &test, ctx.seed, report)?
+                }
+                RandomEngine::Tensor => {
+                    train_tensor(&networks, &params, &train, &test, ctx.seed, report)?
+                }
+            };
+            drop(networks);
+            let mut metrics: Vec<Vec<String>> = Vec::new();
+            for (k, epochs) in history.iter().enumerate() {
+                for (epoch, row) in epochs.iter().enumerate() {
+                    metrics.push(vec![
+                        ids[k].to_string(),
+                        (epoch + 1).to_string(),
+                        row.train_loss.to_string(),
+                        row.train_acc.to_string(),
+                        row.test_loss.to_string(),
+                        row.test_acc.to_string(),
+                    ]);
+                }
             }
-            let (trained, tested) =
-                last.ok_or_else(|| StageError::Failed("no epoch was run".into()))?;
             let share = started.elapsed().as_secs_f64() / members.len() as f64;
             let results = members
                 .iter()
+                .zip(&history)
                 .enumerate()
-                .map(|(k, &m)| {
-                    vec![
+                .map(|(k, (&m, epochs))| {
+                    let last = epochs
+                        .last()
+                        .ok_or_else(|| StageError::Failed("no epoch was run".into()))?;
+                    Ok(vec![
                         ids[k].to_string(),
                         graphs[m].family.name().to_string(),
-                        tested.accuracies[k].to_string(),
-                        tested.losses[k].to_string(),
-                        trained.accuracies[k].to_string(),
+                        last.test_acc.to_string(),
+                        last.test_loss.to_string(),
+                        last.train_acc.to_string(),
                         format!("{share:.3}"),
-                    ]
+                    ])
                 })
-                .collect();
+                .collect::<Result<Vec<_>, StageError>>()?;
             let rows = GroupRows {
                 ids,
                 results,
-                metrics: metrics.into_iter().flatten().collect(),
+                metrics,
             };
             write_checkpoint(&path, &rows)?;
             finished.push(rows);
@@ -342,6 +351,106 @@ impl Plugin for TrainRandom {
         }
         write_outputs(ctx, &graphs, &finished)
     }
+}
+
+/// One network's numbers after one epoch.
+#[derive(Debug, Clone, Copy)]
+struct EpochRow {
+    train_loss: f64,
+    train_acc: f64,
+    test_loss: f64,
+    test_acc: f64,
+}
+
+/// Trains a group with the native kernels; per network, one row per epoch.
+fn train_native(
+    networks: &[RandomNetwork],
+    params: &TrainRandomParams,
+    train: &[crate::nn::Example],
+    test: &[crate::nn::Example],
+    seed: u64,
+    report: impl Fn(usize),
+) -> Result<Vec<Vec<EpochRow>>, StageError> {
+    let mut natives = networks
+        .iter()
+        .map(|n| NativeNetwork::from_reference(n, params.readout))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StageError::failed)?;
+    let settings = TrainingSettings {
+        batch_size: params.batch_size,
+        clip_norm: (params.clip > 0.0).then_some(params.clip),
+        adam: AdamConfig {
+            lr: params.lr,
+            ..AdamConfig::default()
+        },
+        shuffle_seed: seed,
+    };
+    // Networks run in parallel on a pool of exactly `threads` threads (the slots the executor
+    // granted), not rayon's global pool.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(params.threads)
+        .build()
+        .map_err(StageError::failed)?;
+    let mut history = vec![Vec::with_capacity(params.epochs); networks.len()];
+    for epoch in 1..=params.epochs {
+        let passes = pool
+            .install(|| {
+                train_and_evaluate_epoch(&mut natives, train, test, &settings, epoch as u64)
+            })
+            .map_err(StageError::failed)?;
+        for (rows, (trained, tested)) in history.iter_mut().zip(passes) {
+            rows.push(EpochRow {
+                train_loss: trained.loss,
+                train_acc: trained.accuracy,
+                test_loss: tested.loss,
+                test_acc: tested.accuracy,
+            });
+        }
+        report(epoch);
+    }
+    Ok(history)
+}
+
+/// Trains a group as one padded libtorch program; per network, one row per epoch.
+fn train_tensor(
+    networks: &[RandomNetwork],
+    params: &TrainRandomParams,
+    train: &[crate::nn::Example],
+    test: &[crate::nn::Example],
+    seed: u64,
+    report: impl Fn(usize),
+) -> Result<Vec<Vec<EpochRow>>, StageError> {
+    let group = NetworkGroup::from_networks(networks).map_err(StageError::failed)?;
+    let adam_config = AdamConfig {
+        lr: params.lr,
+        ..AdamConfig::default()
+    };
+    let mut adam = Adam::new(group.named_parameters(), adam_config).map_err(StageError::failed)?;
+    let clip = (params.clip > 0.0).then_some(params.clip);
+    let mut history = vec![Vec::with_capacity(params.epochs); networks.len()];
+    for epoch in 1..=params.epochs {
+        let trained = train_group_epoch(
+            &group,
+            &mut adam,
+            train,
+            params.batch_size,
+            clip,
+            seed,
+            epoch as u64,
+        )
+        .map_err(StageError::failed)?;
+        let tested = evaluate_group(&group, test, params.batch_size).map_err(StageError::failed)?;
+        for (k, rows) in history.iter_mut().enumerate() {
+            rows.push(EpochRow {
+                train_loss: trained.losses[k],
+                train_acc: trained.accuracies[k],
+                test_loss: tested.losses[k],
+                test_acc: tested.accuracies[k],
+            });
+        }
+        report(epoch);
+    }
+    Ok(history)
 }
 
 /// Writes `results.csv` and `metrics.csv` in graph-file order and records summary metrics.

@@ -4,6 +4,7 @@
 
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{Graph, GraphFamily};
+use pipe::nn::native::{NativeBatch, NativeNetwork};
 use pipe::nn::random::{
     clip_grad_norm_per_network, per_network_cross_entropy, NetworkGroup, NetworkStructure,
     RandomNetwork,
@@ -200,9 +201,45 @@ fn training_a_group_matches_training_each_network_alone_and_padding_stays_zero()
 }
 
 fn pipeline(epochs: usize) -> String {
+    pipeline_with(epochs, "group_size: 2")
+}
+
+fn pipeline_with(epochs: usize, options: &str) -> String {
     format!(
-        "seed: 4\nstages:\n  data:\n    uses: data.reber\n    with: {{total: 600, test: {{count: 150}}}}\n  graphs:\n    uses: graph.random\n    with: {{graphs_per_family: 3, min_nodes: 10, max_nodes: 12}}\n  train:\n    uses: rnn.train_random\n    inputs: {{graphs: graphs.graphs, data: data.dataset}}\n    with: {{variant: gru, epochs: {epochs}, batch_size: 32, group_size: 2, limit: 2}}\n"
+        "seed: 4\nstages:\n  data:\n    uses: data.reber\n    with: {{total: 600, test: {{count: 150}}}}\n  graphs:\n    uses: graph.random\n    with: {{graphs_per_family: 3, min_nodes: 10, max_nodes: 12}}\n  train:\n    uses: rnn.train_random\n    inputs: {{graphs: graphs.graphs, data: data.dataset}}\n    with: {{variant: gru, epochs: {epochs}, batch_size: 32, limit: 2, {options}}}\n"
     )
+}
+
+/// With the native engine a network's numbers depend only on it and the data: other group sizes
+/// and thread counts give the same bytes; the tensor engine learns the same to float precision.
+#[test]
+fn native_results_do_not_depend_on_grouping_or_threads_and_agree_with_the_tensor_engine() {
+    let runs: Vec<Sandbox> = [
+        "group_size: 1, threads: 1",
+        "group_size: 4, threads: 2",
+        "group_size: 4, engine: tensor",
+    ]
+    .iter()
+    .map(|options| {
+        let sandbox = Sandbox::new();
+        sandbox.run(&pipeline_with(2, options));
+        sandbox
+    })
+    .collect();
+    let native = runs[0].read_artifact("train/metrics.csv");
+    assert_eq!(native, runs[1].read_artifact("train/metrics.csv"));
+    let tensor = runs[2].read_artifact("train/metrics.csv");
+    for (a, b) in native.lines().zip(tensor.lines()).skip(1) {
+        let (a, b): (Vec<&str>, Vec<&str>) = (a.split(',').collect(), b.split(',').collect());
+        assert_eq!(a[..2], b[..2]);
+        for (x, y) in a[2..].iter().zip(&b[2..]) {
+            let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+            assert!(
+                (x - y).abs() < 1e-3 * x.abs().max(1.0),
+                "native {a:?} vs tensor {b:?}"
+            );
+        }
+    }
 }
 
 /// The CSV without its `seconds` column (the one wall-clock field).
@@ -278,4 +315,115 @@ fn killed_train_random_resumes_finished_groups_and_ends_identical() {
         sandbox.read_artifact("train/metrics.csv"),
         reference.read_artifact("train/metrics.csv")
     );
+}
+
+fn native_batch(data: &[Example], range: std::ops::Range<usize>) -> NativeBatch {
+    let refs: Vec<&Example> = data[range].iter().collect();
+    NativeBatch::new(&refs).unwrap()
+}
+
+/// The native kernels compute the reference's logits and gradients for every variant, readout
+/// and structure (skips, several sources, one-layer-deep).
+#[test]
+fn native_outputs_and_gradients_equal_the_reference() {
+    tch::set_num_threads(1);
+    let data = examples(200);
+    let reference_batch = batch(&data, 0..24);
+    let batch = native_batch(&data, 0..24);
+    for variant in Variant::ALL {
+        for readout in [Readout::LastPadded, Readout::TrueLength] {
+            for (k, network) in networks(variant, readout).iter().enumerate() {
+                let mut native = NativeNetwork::from_reference(network, readout).unwrap();
+                let logits = native.forward(&batch).to_vec();
+                native.backward(&batch);
+                let own = network.forward(&reference_batch).unwrap();
+                // Reference logits are [B, 2]; native ones class-major [2 × B].
+                let reference_logits =
+                    Vec::<f32>::try_from(&own.transpose(0, 1).contiguous().reshape([-1])).unwrap();
+                let worst = logits
+                    .iter()
+                    .zip(&reference_logits)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "{variant} {readout:?} network {k}: logits differ by {worst}"
+                );
+                cross_entropy(&own, &reference_batch.labels)
+                    .unwrap()
+                    .backward();
+                let mut offset = 0;
+                for (name, param) in network.named_parameters() {
+                    let grad = Vec::<f32>::try_from(&param.grad().reshape([-1])).unwrap();
+                    let native_grad = &native.gradients()[offset..offset + grad.len()];
+                    offset += grad.len();
+                    let scale = grad.iter().fold(1e-3f32, |m, g| m.max(g.abs()));
+                    let worst = grad
+                        .iter()
+                        .zip(native_grad)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(
+                        worst < 1e-5 * scale.max(1.0),
+                        "{variant} {readout:?} network {k} {name}: gradients differ by {worst} (largest {scale})"
+                    );
+                }
+                assert_eq!(offset, native.gradients().len());
+            }
+        }
+    }
+}
+
+/// Training natively (clipping active, Adam) follows training the reference step by step.
+#[test]
+fn native_training_follows_the_reference() {
+    tch::set_num_threads(1);
+    let data = examples(300);
+    let config = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::default()
+    };
+    for variant in Variant::ALL {
+        for (k, network) in networks(variant, Readout::LastPadded).iter().enumerate() {
+            let mut native = NativeNetwork::from_reference(network, Readout::LastPadded).unwrap();
+            let mut adam = Adam::new(network.named_parameters(), config).unwrap();
+            for step in 0..4 {
+                let reference_batch = batch(&data, step * 32..(step + 1) * 32);
+                adam.zero_grad();
+                let loss = cross_entropy(
+                    &network.forward(&reference_batch).unwrap(),
+                    &reference_batch.labels,
+                )
+                .unwrap();
+                loss.backward();
+                clip_grad_norm(&adam.gradients(), 1.0).unwrap();
+                adam.step().unwrap();
+                let outcome = native.train_batch(
+                    &native_batch(&data, step * 32..(step + 1) * 32),
+                    Some(1.0),
+                    &config,
+                );
+                let own_loss = loss.double_value(&[]);
+                assert!(
+                    (outcome.loss - own_loss).abs() < 1e-5,
+                    "{variant} step {step} network {k}: loss {} vs {own_loss}",
+                    outcome.loss
+                );
+            }
+            let reference: Vec<f32> = network
+                .named_parameters()
+                .iter()
+                .flat_map(|(_, t)| Vec::<f32>::try_from(&t.reshape([-1])).unwrap())
+                .collect();
+            let worst = reference
+                .iter()
+                .zip(native.parameters())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-4,
+                "{variant} network {k}: parameters differ by {worst}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
+use pipe::nn::native::{NativeBatch, NativeNetwork};
 use pipe::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
@@ -97,6 +98,41 @@ fn one_at_a_time(
             }
             Ok(())
         })?;
+        test_seconds += started.elapsed().as_secs_f64();
+    }
+    let epoch_batches = TRAIN.div_ceil(128) as f64;
+    let n = structures.len() as f64;
+    Ok(Timing {
+        train: train_seconds / n * epoch_batches / batches as f64,
+        test: test_seconds / n,
+    })
+}
+
+/// The native kernels (`nn::native`), one network after the other on one thread.
+fn native(
+    structures: &[NetworkStructure],
+    variant: Variant,
+    train: &[Example],
+    test: &[Example],
+    batches: usize,
+) -> Result<Timing> {
+    let config = AdamConfig::default();
+    let order = epoch_order(train.len(), 1, 1);
+    let train_batches: Vec<NativeBatch> = NativeBatch::all(train, &order, 128)?
+        .into_iter()
+        .take(batches)
+        .collect();
+    let test_order: Vec<usize> = (0..test.len()).collect();
+    let test_batches = NativeBatch::all(test, &test_order, 128)?;
+    let mut train_seconds = 0.0;
+    let mut test_seconds = 0.0;
+    for network in networks(structures, variant)? {
+        let mut network = NativeNetwork::from_reference(&network, Readout::LastPadded)?;
+        let started = Instant::now();
+        network.train_epoch(&train_batches, Some(5.0), &config);
+        train_seconds += started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        network.evaluate(&test_batches);
         test_seconds += started.elapsed().as_secs_f64();
     }
     let epoch_batches = TRAIN.div_ceil(128) as f64;
@@ -218,6 +254,7 @@ pub fn run() -> Result<()> {
     // networks × 15 epochs).
     let mut sweep_seconds = vec![0.0f64; sizes.len()];
     let mut literal_sweep_seconds = 0.0;
+    let mut native_sweep_seconds = 0.0;
     let variant_count = variants.len();
     for variant in variants {
         let alone = one_at_a_time(
@@ -235,6 +272,18 @@ pub fn run() -> Result<()> {
             alone.train,
             alone.test,
             alone.full_epoch() * FULL_NETWORK_EPOCHS / 3600.0
+        );
+        let native_timing = native(&sample, variant, &train, &test, batches)?;
+        let native_epoch = native_timing.train + native_timing.test;
+        native_sweep_seconds += native_timing.full_epoch() * 200.0 * 15.0;
+        println!(
+            "  {variant}: native kernels ({} networks, 1 thread): {native_epoch:.3} s/network-epoch \
+             (train {:.3}, test {:.3}), {:.1}× one at a time; 800 networks at this variant's cost: {:.1} h",
+            sample.len(),
+            native_timing.train,
+            native_timing.test,
+            alone_epoch / native_epoch,
+            native_timing.full_epoch() * FULL_NETWORK_EPOCHS / 3600.0
         );
         for (position, &size) in sizes.iter().enumerate() {
             let count = if size == 1 { alone_count } else { sample.len() };
@@ -265,6 +314,13 @@ pub fn run() -> Result<()> {
         println!(
             "  all four variants, 200 networks each × 15 epochs: one at a time {:.1} h",
             literal_sweep_seconds / 3600.0
+        );
+        println!(
+            "  all four variants, native kernels: {:.2} CPU-hours, {:.0} minutes on 2 cores \
+             ({:.1}× one at a time)",
+            native_sweep_seconds / 3600.0,
+            native_sweep_seconds / 120.0,
+            literal_sweep_seconds / native_sweep_seconds
         );
         for (size, seconds) in sizes.iter().zip(&sweep_seconds) {
             println!(

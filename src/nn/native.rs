@@ -1,0 +1,1098 @@
+//! Randomly structured networks computed natively: forward and backward passes written out in
+//! plain Rust over `f32` buffers, one network per thread, no libtorch.
+//!
+//! Why: these networks are tiny (8 layers of ~4 units on average, ~28 recurrences) and train at
+//! batch 128, so on libtorch every one of the thousands of small operations per batch costs more
+//! in dispatch, autograd bookkeeping and memory traffic than in arithmetic, and batching networks
+//! into padded groups ([`super::random::NetworkGroup`]) wastes most of its work on padding. Here
+//! each network keeps its exact shapes, every activation is stored feature-major (`[features ×
+//! batch]` per time step) so that every inner loop runs over the 128 sequences of the batch and
+//! vectorises, gate arithmetic is fused into one pass, masked input weights are skipped, and
+//! networks run in parallel on rayon's threads. The mathematics is that of
+//! [`super::random::RandomNetwork`] (the libtorch reference), which the tests compare against.
+//!
+//! Determinism: each network is computed by one thread in a fixed order with no fused
+//! multiply-add, so results are bit-identical across runs and thread counts.
+
+use rayon::prelude::*;
+
+use super::model::Readout;
+use super::random::{NetworkStructure, RandomNetwork, CLASS_COUNT, VOCAB_SIZE};
+use super::train::{epoch_order, Example};
+use super::{NnError, NnResult, Variant};
+use crate::nn::AdamConfig;
+
+const CLASSES: usize = CLASS_COUNT as usize;
+const VOCAB: usize = VOCAB_SIZE as usize;
+
+/// Where one connection's parameters live in the flat parameter vector.
+#[derive(Clone, Debug)]
+struct ConnectionLayout {
+    /// Layer read (`None`: the embedding).
+    source: Option<usize>,
+    target: usize,
+    input: usize,
+    hidden: usize,
+    weight_ih: usize,
+    weight_hh: usize,
+    bias_ih: usize,
+    bias_hh: usize,
+}
+
+/// Offsets of every parameter in `RandomNetwork::named_parameters` order.
+#[derive(Clone, Debug)]
+struct Layout {
+    gates: usize,
+    layer_sizes: Vec<usize>,
+    connections: Vec<ConnectionLayout>,
+    head_weight: usize,
+    head_bias: usize,
+    total: usize,
+}
+
+impl Layout {
+    fn new(structure: &NetworkStructure, variant: Variant) -> Self {
+        let gates = variant.gate_count() as usize;
+        let sizes = &structure.layer_sizes;
+        let mut offset = VOCAB * sizes[0];
+        let connections = structure
+            .connections
+            .iter()
+            .map(|c| {
+                let hidden = sizes[c.target];
+                let input = c.source.map_or(sizes[0], |s| sizes[s]);
+                let rows = gates * hidden;
+                let layout = ConnectionLayout {
+                    source: c.source,
+                    target: c.target,
+                    input,
+                    hidden,
+                    weight_ih: offset,
+                    weight_hh: offset + rows * input,
+                    bias_ih: offset + rows * (input + hidden),
+                    bias_hh: offset + rows * (input + hidden + 1),
+                };
+                offset += rows * (input + hidden + 2);
+                layout
+            })
+            .collect();
+        let last = sizes[sizes.len() - 1];
+        let head_weight = offset;
+        let head_bias = offset + CLASSES * last;
+        Layout {
+            gates,
+            layer_sizes: sizes.clone(),
+            connections,
+            head_weight,
+            head_bias,
+            total: head_bias + CLASSES,
+        }
+    }
+
+    fn last_width(&self) -> usize {
+        self.layer_sizes[self.layer_sizes.len() - 1]
+    }
+}
+
+/// A batch in the layout the kernels use: tokens time-major `[T × B]`.
+pub struct NativeBatch {
+    steps: usize,
+    size: usize,
+    tokens: Vec<usize>,
+    lengths: Vec<usize>,
+    labels: Vec<usize>,
+}
+
+impl NativeBatch {
+    /// Pads with token 0 to the longest sequence, as `make_batch` does.
+    pub fn new(examples: &[&Example]) -> NnResult<Self> {
+        let size = examples.len();
+        let steps = examples.iter().map(|e| e.codes.len()).max().unwrap_or(0);
+        if size == 0 || steps == 0 || examples.iter().any(|e| e.codes.is_empty()) {
+            return Err(NnError::InvalidData(
+                "a batch needs at least one sequence and no empty ones".into(),
+            ));
+        }
+        let mut tokens = vec![0usize; steps * size];
+        for (column, example) in examples.iter().enumerate() {
+            for (step, &code) in example.codes.iter().enumerate() {
+                let code = usize::try_from(code)
+                    .ok()
+                    .filter(|&c| c < VOCAB)
+                    .ok_or_else(|| {
+                        NnError::InvalidData(format!(
+                            "token code {code} is outside the embedding's 0..{VOCAB}"
+                        ))
+                    })?;
+                tokens[step * size + column] = code;
+            }
+        }
+        let labels = examples
+            .iter()
+            .map(|e| {
+                usize::try_from(e.label)
+                    .ok()
+                    .filter(|&l| l < CLASSES)
+                    .ok_or_else(|| NnError::InvalidData(format!("label {} is not 0 or 1", e.label)))
+            })
+            .collect::<NnResult<Vec<_>>>()?;
+        Ok(NativeBatch {
+            steps,
+            size,
+            tokens,
+            lengths: examples.iter().map(|e| e.codes.len()).collect(),
+            labels,
+        })
+    }
+
+    /// The batches of one pass over `data` in the given order.
+    pub fn all(data: &[Example], order: &[usize], batch_size: usize) -> NnResult<Vec<Self>> {
+        order
+            .chunks(batch_size.max(1))
+            .map(|chunk| {
+                let examples: Vec<&Example> = chunk.iter().map(|&i| &data[i]).collect();
+                NativeBatch::new(&examples)
+            })
+            .collect()
+    }
+}
+
+/// Per-connection activations of one forward pass, each `[T × F × B]`.
+#[derive(Default)]
+struct ConnectionState {
+    /// Activated gates (RNN: unused; LSTM: i, f, g, o; GRU: r, z, n).
+    gates: Vec<f32>,
+    hidden: Vec<f32>,
+    /// LSTM: cell state; GRU: W_hn·h + b_hn.
+    aux: Vec<f32>,
+}
+
+/// Buffers reused from batch to batch.
+#[derive(Default)]
+struct Workspace {
+    embedded: Vec<f32>,
+    outputs: Vec<Vec<f32>>,
+    connections: Vec<ConnectionState>,
+    d_embedded: Vec<f32>,
+    d_outputs: Vec<Vec<f32>>,
+    /// Pre-activation gradients `[T × G·H × B]` (GRU: of the input side).
+    d_gates: Vec<f32>,
+    /// GRU only: gradient of W_hn·h + b_hn, `[T × H × B]`.
+    d_aux: Vec<f32>,
+    d_hidden: Vec<f32>,
+    d_hidden_next: Vec<f32>,
+    d_cell_next: Vec<f32>,
+    zeros: Vec<f32>,
+    features: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+fn resize_zeroed(buffer: &mut Vec<f32>, len: usize) {
+    buffer.clear();
+    buffer.resize(len, 0.0);
+}
+
+/// y += a·x
+#[inline(always)]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// Σ x·y with eight partial sums, so the loop vectorises (and always sums in the same order).
+#[inline(always)]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.len() / 8 * 8;
+    for (xs, ys) in x[..chunks].chunks_exact(8).zip(y[..chunks].chunks_exact(8)) {
+        for lane in 0..8 {
+            lanes[lane] += xs[lane] * ys[lane];
+        }
+    }
+    let mut tail = 0f32;
+    for (a, b) in x[chunks..].iter().zip(&y[chunks..]) {
+        tail += a * b;
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
+}
+
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.len() / 8 * 8;
+    for xs in x[..chunks].chunks_exact(8) {
+        for lane in 0..8 {
+            lanes[lane] += xs[lane];
+        }
+    }
+    let tail: f32 = x[chunks..].iter().sum();
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
+}
+
+/// e^x for f32 without a libm call (Cephes' polynomial after reducing by powers of two), written
+/// with plain arithmetic and integer bit operations only, so loops over it vectorise; relative
+/// error about 2e-7.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round x·log2(e) to the nearest integer n with the 1.5·2²³ trick: afterwards the low bits of
+    // `shifted` hold n, so 2ⁿ is built from them without a float-to-int conversion.
+    const SHIFTER: f32 = 12_582_912.0;
+    let shifted = x * std::f32::consts::LOG2_E + SHIFTER;
+    let n = shifted - SHIFTER;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let p = p * r * r + r + 1.0;
+    let power = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(SHIFTER.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
+    p * power
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    // 1 − 2/(e^{2x} + 1) saturates correctly at both ends; near 0 the error is absolute (~1e-7).
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+#[inline(always)]
+fn sigmoid_in_place(values: &mut [f32]) {
+    for v in values {
+        *v = sigmoid(*v);
+    }
+}
+
+#[inline(always)]
+fn tanh_in_place(values: &mut [f32]) {
+    for v in values {
+        *v = tanh(*v);
+    }
+}
+
+/// Loss and predictions of one batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BatchOutcome {
+    /// Batch-mean cross-entropy.
+    pub loss: f64,
+    pub correct: usize,
+}
+
+/// One randomly structured network with its own parameters and Adam state, all flat `f32`.
+pub struct NativeNetwork {
+    variant: Variant,
+    readout: Readout,
+    layout: Layout,
+    params: Vec<f32>,
+    /// 1 where a parameter is live, 0 where the DAG masks an input weight.
+    mask: Vec<f32>,
+    grads: Vec<f32>,
+    exp_avg: Vec<f32>,
+    exp_avg_sq: Vec<f32>,
+    step: u64,
+    workspace: Workspace,
+}
+
+impl NativeNetwork {
+    /// Takes over a reference network's initial parameters (same values, same order).
+    pub fn from_reference(network: &RandomNetwork, readout: Readout) -> NnResult<Self> {
+        let structure = network.structure();
+        let layout = Layout::new(structure, network.variant());
+        let mut params = Vec::with_capacity(layout.total);
+        for (_, tensor) in network.named_parameters() {
+            params.extend(Vec::<f32>::try_from(
+                &tensor
+                    .f_detach()?
+                    .f_reshape([-1])?
+                    .f_to_kind(tch::Kind::Float)?,
+            )?);
+        }
+        if params.len() != layout.total {
+            return Err(NnError::InvalidConfig(format!(
+                "reference network has {} parameter values, the layout expects {}",
+                params.len(),
+                layout.total
+            )));
+        }
+        let mut mask = vec![1f32; layout.total];
+        for (connection, placed) in structure.connections.iter().zip(&layout.connections) {
+            if connection.source.is_none() {
+                continue;
+            }
+            let rows = layout.gates * placed.hidden;
+            let block = &mut mask[placed.weight_ih..placed.weight_ih + rows * placed.input];
+            block.fill(0.0);
+            for gate in 0..layout.gates {
+                for &(row, column) in &connection.edges {
+                    block[(gate * placed.hidden + row) * placed.input + column] = 1.0;
+                }
+            }
+        }
+        let total = layout.total;
+        Ok(NativeNetwork {
+            variant: network.variant(),
+            readout,
+            layout,
+            params,
+            mask,
+            grads: vec![0.0; total],
+            exp_avg: vec![0.0; total],
+            exp_avg_sq: vec![0.0; total],
+            step: 0,
+            workspace: Workspace::default(),
+        })
+    }
+
+    /// Parameters in `RandomNetwork::named_parameters` order, flattened.
+    pub fn parameters(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// Gradients of the last [`NativeNetwork::backward`] (masked entries are zero).
+    pub fn gradients(&self) -> &[f32] {
+        &self.grads
+    }
+
+    /// Logits `[2 × B]` (class-major) of a batch, keeping what backward needs.
+    pub fn forward(&mut self, batch: &NativeBatch) -> &[f32] {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked on the line above).
+            unsafe { self.forward_avx2(batch) };
+            return &self.workspace.logits;
+        }
+        self.forward_portable(batch);
+        &self.workspace.logits
+    }
+
+    /// [`NativeNetwork::forward`] compiled for AVX2: the same operations in the same order, eight
+    /// lanes at a time (no fused multiply-add, so results are bit-identical to the portable build).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn forward_avx2(&mut self, batch: &NativeBatch) {
+        self.forward_portable(batch);
+    }
+
+    #[inline(always)]
+    fn forward_portable(&mut self, batch: &NativeBatch) {
+        let (steps, size) = (batch.steps, batch.size);
+        let layout = &self.layout;
+        let params = &self.params;
+        let mask = &self.mask;
+        let ws = &mut self.workspace;
+        let width0 = layout.layer_sizes[0];
+        resize_zeroed(&mut ws.embedded, steps * width0 * size);
+        for t in 0..steps {
+            for b in 0..size {
+                let token = batch.tokens[t * size + b];
+                let row = &params[token * width0..(token + 1) * width0];
+                for (u, &value) in row.iter().enumerate() {
+                    ws.embedded[(t * width0 + u) * size + b] = value;
+                }
+            }
+        }
+        ws.outputs
+            .resize_with(layout.layer_sizes.len(), Default::default);
+        ws.connections
+            .resize_with(layout.connections.len(), Default::default);
+        for (layer, &width) in layout.layer_sizes.iter().enumerate() {
+            for (index, connection) in layout.connections.iter().enumerate() {
+                if connection.target != layer {
+                    continue;
+                }
+                let input = match connection.source {
+                    Some(source) => &ws.outputs[source],
+                    None => &ws.embedded,
+                };
+                forward_connection(
+                    self.variant,
+                    connection,
+                    params,
+                    mask,
+                    input,
+                    steps,
+                    size,
+                    &mut ws.connections[index],
+                );
+            }
+            let output = &mut ws.outputs[layer];
+            resize_zeroed(output, steps * width * size);
+            // Main connection first, then skips by source: the reference's order of additions.
+            for (index, connection) in layout.connections.iter().enumerate() {
+                if connection.target == layer {
+                    for (o, h) in output.iter_mut().zip(&ws.connections[index].hidden) {
+                        *o += h;
+                    }
+                }
+            }
+        }
+        let last = layout.last_width();
+        let final_output = &ws.outputs[layout.layer_sizes.len() - 1];
+        resize_zeroed(&mut ws.features, last * size);
+        for b in 0..size {
+            let t = match self.readout {
+                Readout::LastPadded => steps - 1,
+                Readout::TrueLength => batch.lengths[b] - 1,
+            };
+            for u in 0..last {
+                ws.features[u * size + b] = final_output[(t * last + u) * size + b];
+            }
+        }
+        resize_zeroed(&mut ws.logits, CLASSES * size);
+        for class in 0..CLASSES {
+            let row = &mut ws.logits[class * size..(class + 1) * size];
+            row.fill(params[layout.head_bias + class]);
+            for u in 0..last {
+                axpy(
+                    params[layout.head_weight + class * last + u],
+                    &ws.features[u * size..(u + 1) * size],
+                    row,
+                );
+            }
+        }
+    }
+
+    /// Loss and correct predictions of the last forward pass.
+    fn outcome(&self, batch: &NativeBatch) -> BatchOutcome {
+        let logits = &self.workspace.logits;
+        let size = batch.size;
+        let mut loss = 0f64;
+        let mut correct = 0;
+        for b in 0..size {
+            let (l0, l1) = (logits[b], logits[size + b]);
+            let top = l0.max(l1);
+            let log_sum = top + ((l0 - top).exp() + (l1 - top).exp()).ln();
+            let label = batch.labels[b];
+            loss += f64::from(log_sum - if label == 0 { l0 } else { l1 });
+            // argmax takes the first of equal values.
+            correct += usize::from(usize::from(l1 > l0) == label);
+        }
+        BatchOutcome {
+            loss: loss / size as f64,
+            correct,
+        }
+    }
+
+    /// Gradients of the batch-mean cross-entropy of the last forward pass into `gradients()`.
+    pub fn backward(&mut self, batch: &NativeBatch) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 (checked on the line above).
+            unsafe { self.backward_avx2(batch) };
+            return;
+        }
+        self.backward_portable(batch);
+    }
+
+    /// [`NativeNetwork::backward`] compiled for AVX2 (see [`NativeNetwork::forward_avx2`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn backward_avx2(&mut self, batch: &NativeBatch) {
+        self.backward_portable(batch);
+    }
+
+    #[inline(always)]
+    fn backward_portable(&mut self, batch: &NativeBatch) {
+        let (steps, size) = (batch.steps, batch.size);
+        let layout = &self.layout;
+        let params = &self.params;
+        let mask = &self.mask;
+        let grads = &mut self.grads;
+        grads.fill(0.0);
+        let ws = &mut self.workspace;
+        let last = layout.last_width();
+        // d logits = (softmax − one-hot) / B
+        let mut d_logits = vec![0f32; CLASSES * size];
+        for b in 0..size {
+            let (l0, l1) = (ws.logits[b], ws.logits[size + b]);
+            let top = l0.max(l1);
+            let (e0, e1) = ((l0 - top).exp(), (l1 - top).exp());
+            let total = e0 + e1;
+            let scale = 1.0 / size as f32;
+            let label = batch.labels[b];
+            d_logits[b] = (e0 / total - f32::from(u8::from(label == 0))) * scale;
+            d_logits[size + b] = (e1 / total - f32::from(u8::from(label == 1))) * scale;
+        }
+        let mut d_features = vec![0f32; last * size];
+        for class in 0..CLASSES {
+            let d_row = &d_logits[class * size..(class + 1) * size];
+            grads[layout.head_bias + class] += sum(d_row);
+            for u in 0..last {
+                let feature = &ws.features[u * size..(u + 1) * size];
+                grads[layout.head_weight + class * last + u] += dot(d_row, feature);
+                axpy(
+                    params[layout.head_weight + class * last + u],
+                    d_row,
+                    &mut d_features[u * size..(u + 1) * size],
+                );
+            }
+        }
+        let layer_count = layout.layer_sizes.len();
+        ws.d_outputs.resize_with(layer_count, Default::default);
+        for (layer, &width) in layout.layer_sizes.iter().enumerate() {
+            resize_zeroed(&mut ws.d_outputs[layer], steps * width * size);
+        }
+        let width0 = layout.layer_sizes[0];
+        resize_zeroed(&mut ws.d_embedded, steps * width0 * size);
+        {
+            let d_final = &mut ws.d_outputs[layer_count - 1];
+            for b in 0..size {
+                let t = match self.readout {
+                    Readout::LastPadded => steps - 1,
+                    Readout::TrueLength => batch.lengths[b] - 1,
+                };
+                for u in 0..last {
+                    d_final[(t * last + u) * size + b] += d_features[u * size + b];
+                }
+            }
+        }
+        for layer in (0..layer_count).rev() {
+            let (below, above) = ws.d_outputs.split_at_mut(layer);
+            let d_output = &above[0];
+            for (index, connection) in layout.connections.iter().enumerate() {
+                if connection.target != layer {
+                    continue;
+                }
+                let (input, d_input) = match connection.source {
+                    Some(source) => (&ws.outputs[source], &mut below[source]),
+                    None => (&ws.embedded, &mut ws.d_embedded),
+                };
+                backward_connection(
+                    self.variant,
+                    connection,
+                    params,
+                    mask,
+                    input,
+                    &ws.connections[index],
+                    d_output,
+                    d_input,
+                    grads,
+                    steps,
+                    size,
+                    BackwardScratch {
+                        d_gates: &mut ws.d_gates,
+                        d_aux: &mut ws.d_aux,
+                        d_hidden: &mut ws.d_hidden,
+                        d_hidden_next: &mut ws.d_hidden_next,
+                        d_cell_next: &mut ws.d_cell_next,
+                        zeros: &mut ws.zeros,
+                    },
+                );
+            }
+        }
+        for t in 0..steps {
+            for b in 0..size {
+                let token = batch.tokens[t * size + b];
+                for u in 0..width0 {
+                    grads[token * width0 + u] += ws.d_embedded[(t * width0 + u) * size + b];
+                }
+            }
+        }
+    }
+
+    /// Scales the gradients to a total 2-norm of at most `max_norm` (`clip_grad_norm_`).
+    fn clip(&mut self, max_norm: f64) {
+        let total = self
+            .grads
+            .iter()
+            .map(|&g| f64::from(g) * f64::from(g))
+            .sum::<f64>()
+            .sqrt() as f32;
+        let coef = ((1.0 / (total + 1e-6)) * max_norm as f32).min(1.0);
+        for g in &mut self.grads {
+            *g *= coef;
+        }
+    }
+
+    /// One Adam update, the formula of [`crate::nn::Adam::step`] element by element.
+    fn adam_step(&mut self, config: &AdamConfig) {
+        self.step += 1;
+        let step = self.step as f64;
+        let bias_correction1 = 1.0 - config.beta1.powf(step);
+        let bias_correction2_sqrt = (1.0 - config.beta2.powf(step)).sqrt() as f32;
+        let step_size = (config.lr / bias_correction1) as f32;
+        let (weight1, beta2, weight2, eps) = (
+            (1.0 - config.beta1) as f32,
+            config.beta2 as f32,
+            (1.0 - config.beta2) as f32,
+            config.eps as f32,
+        );
+        for (((p, &g), m), v) in self
+            .params
+            .iter_mut()
+            .zip(&self.grads)
+            .zip(&mut self.exp_avg)
+            .zip(&mut self.exp_avg_sq)
+        {
+            *m += weight1 * (g - *m);
+            *v = *v * beta2 + (weight2 * g) * g;
+            let denom = v.sqrt() / bias_correction2_sqrt + eps;
+            *p += (-step_size * *m) / denom;
+        }
+    }
+
+    /// One training step: forward, backward, optional clipping, Adam.
+    pub fn train_batch(
+        &mut self,
+        batch: &NativeBatch,
+        clip_norm: Option<f64>,
+        adam: &AdamConfig,
+    ) -> BatchOutcome {
+        self.forward(batch);
+        let outcome = self.outcome(batch);
+        self.backward(batch);
+        if let Some(max_norm) = clip_norm {
+            self.clip(max_norm);
+        }
+        self.adam_step(adam);
+        outcome
+    }
+
+    /// Loss and accuracy of one batch without training.
+    pub fn evaluate_batch(&mut self, batch: &NativeBatch) -> BatchOutcome {
+        self.forward(batch);
+        self.outcome(batch)
+    }
+}
+
+/// Scratch buffers of one connection's backward pass.
+struct BackwardScratch<'a> {
+    d_gates: &'a mut Vec<f32>,
+    d_aux: &'a mut Vec<f32>,
+    d_hidden: &'a mut Vec<f32>,
+    d_hidden_next: &'a mut Vec<f32>,
+    d_cell_next: &'a mut Vec<f32>,
+    zeros: &'a mut Vec<f32>,
+}
+
+/// Runs one recurrence over the whole sequence: gates[t] = W_ih·x[t] + b (+ W_hh·h[t−1]), then
+/// the cell.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_connection(
+    variant: Variant,
+    c: &ConnectionLayout,
+    params: &[f32],
+    mask: &[f32],
+    input: &[f32],
+    steps: usize,
+    size: usize,
+    state: &mut ConnectionState,
+) {
+    let (hidden, width) = (c.hidden, c.input);
+    let rows = variant.gate_count() as usize * hidden;
+    let block = hidden * size;
+    resize_zeroed(&mut state.gates, steps * rows * size);
+    resize_zeroed(&mut state.hidden, steps * block);
+    resize_zeroed(&mut state.aux, steps * block);
+    let weight_ih = &params[c.weight_ih..c.weight_ih + rows * width];
+    let mask_ih = &mask[c.weight_ih..c.weight_ih + rows * width];
+    let weight_hh = &params[c.weight_hh..c.weight_hh + rows * hidden];
+    let bias_ih = &params[c.bias_ih..c.bias_ih + rows];
+    let bias_hh = &params[c.bias_hh..c.bias_hh + rows];
+    // The GRU keeps W_hn·h + b_hn apart (r multiplies it); the others fold b_hh in.
+    let folded_rows = if variant == Variant::Gru {
+        2 * hidden
+    } else {
+        rows
+    };
+    for t in 0..steps {
+        let (done, rest) = state.hidden.split_at_mut(t * block);
+        let previous = (t > 0).then(|| &done[(t - 1) * block..]);
+        let h = &mut rest[..block];
+        let z = &mut state.gates[t * rows * size..(t + 1) * rows * size];
+        let x = &input[t * width * size..(t + 1) * width * size];
+        for j in 0..rows {
+            let row = &mut z[j * size..(j + 1) * size];
+            let bias = if j < folded_rows {
+                bias_ih[j] + bias_hh[j]
+            } else {
+                bias_ih[j]
+            };
+            row.fill(bias);
+            for p in 0..width {
+                let w = weight_ih[j * width + p] * mask_ih[j * width + p];
+                if w != 0.0 {
+                    axpy(w, &x[p * size..(p + 1) * size], row);
+                }
+            }
+            if let Some(previous) = previous {
+                if j < folded_rows {
+                    for k in 0..hidden {
+                        axpy(
+                            weight_hh[j * hidden + k],
+                            &previous[k * size..(k + 1) * size],
+                            row,
+                        );
+                    }
+                }
+            }
+        }
+        match variant {
+            Variant::RnnTanh => {
+                h.copy_from_slice(z);
+                tanh_in_place(h);
+            }
+            Variant::RnnRelu => {
+                for (h, z) in h.iter_mut().zip(z.iter()) {
+                    *h = z.max(0.0);
+                }
+            }
+            Variant::Lstm => {
+                let (aux_done, aux_rest) = state.aux.split_at_mut(t * block);
+                let cell = &mut aux_rest[..block];
+                let (ifg, o) = z.split_at_mut(3 * block);
+                let (i, fg) = ifg.split_at_mut(block);
+                let (f, g) = fg.split_at_mut(block);
+                sigmoid_in_place(i);
+                sigmoid_in_place(f);
+                sigmoid_in_place(o);
+                tanh_in_place(g);
+                match previous.map(|_| &aux_done[(t - 1) * block..]) {
+                    Some(cell_before) => {
+                        for ((((c, &before), &f), &i), &g) in
+                            cell.iter_mut().zip(cell_before).zip(&*f).zip(&*i).zip(&*g)
+                        {
+                            *c = f * before + i * g;
+                        }
+                    }
+                    None => {
+                        for ((c, &i), &g) in cell.iter_mut().zip(&*i).zip(&*g) {
+                            *c = i * g;
+                        }
+                    }
+                }
+                for ((h, &o), &c) in h.iter_mut().zip(&*o).zip(&*cell) {
+                    *h = o * tanh(c);
+                }
+            }
+            Variant::Gru => {
+                let hn = &mut state.aux[t * block..(t + 1) * block];
+                for u in 0..hidden {
+                    let row = &mut hn[u * size..(u + 1) * size];
+                    row.fill(bias_hh[2 * hidden + u]);
+                    if let Some(previous) = previous {
+                        for k in 0..hidden {
+                            axpy(
+                                weight_hh[(2 * hidden + u) * hidden + k],
+                                &previous[k * size..(k + 1) * size],
+                                row,
+                            );
+                        }
+                    }
+                }
+                let (rz, n) = z.split_at_mut(2 * block);
+                sigmoid_in_place(rz);
+                let (r, zg) = rz.split_at(block);
+                for ((n, &r), &hn) in n.iter_mut().zip(r).zip(&*hn) {
+                    *n = tanh(*n + r * hn);
+                }
+                match previous {
+                    Some(previous) => {
+                        for (((h, &z), &n), &before) in h.iter_mut().zip(zg).zip(&*n).zip(previous)
+                        {
+                            *h = (1.0 - z) * n + z * before;
+                        }
+                    }
+                    None => {
+                        for ((h, &z), &n) in h.iter_mut().zip(zg).zip(&*n) {
+                            *h = (1.0 - z) * n;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Backpropagation through time for one recurrence: accumulates its parameter gradients and
+/// the gradient of its input sequence.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_connection(
+    variant: Variant,
+    c: &ConnectionLayout,
+    params: &[f32],
+    mask: &[f32],
+    input: &[f32],
+    state: &ConnectionState,
+    d_output: &[f32],
+    d_input: &mut [f32],
+    grads: &mut [f32],
+    steps: usize,
+    size: usize,
+    scratch: BackwardScratch<'_>,
+) {
+    let (hidden, width) = (c.hidden, c.input);
+    let rows = variant.gate_count() as usize * hidden;
+    let block = hidden * size;
+    let gate_block = rows * size;
+    let BackwardScratch {
+        d_gates,
+        d_aux,
+        d_hidden,
+        d_hidden_next,
+        d_cell_next,
+        zeros,
+    } = scratch;
+    resize_zeroed(zeros, block);
+    resize_zeroed(d_gates, steps * gate_block);
+    resize_zeroed(d_aux, steps * block);
+    resize_zeroed(d_hidden, block);
+    resize_zeroed(d_hidden_next, block);
+    resize_zeroed(d_cell_next, block);
+    let weight_hh = &params[c.weight_hh..c.weight_hh + rows * hidden];
+    for t in (0..steps).rev() {
+        for ((d, &external), &carried) in d_hidden
+            .iter_mut()
+            .zip(&d_output[t * block..(t + 1) * block])
+            .zip(&*d_hidden_next)
+        {
+            *d = external + carried;
+        }
+        let gates = &state.gates[t * gate_block..(t + 1) * gate_block];
+        let dz = &mut d_gates[t * gate_block..(t + 1) * gate_block];
+        let h = &state.hidden[t * block..(t + 1) * block];
+        let previous = (t > 0).then(|| &state.hidden[(t - 1) * block..t * block]);
+        d_hidden_next.fill(0.0);
+        match variant {
+            Variant::RnnTanh => {
+                for ((dz, &dh), &h) in dz.iter_mut().zip(&*d_hidden).zip(h) {
+                    *dz = dh * (1.0 - h * h);
+                }
+            }
+            Variant::RnnRelu => {
+                for ((dz, &dh), &h) in dz.iter_mut().zip(&*d_hidden).zip(h) {
+                    *dz = if h > 0.0 { dh } else { 0.0 };
+                }
+            }
+            Variant::Lstm => {
+                let cell = &state.aux[t * block..(t + 1) * block];
+                let cell_before = if t > 0 {
+                    &state.aux[(t - 1) * block..t * block]
+                } else {
+                    &zeros[..block]
+                };
+                let (i, rest) = gates.split_at(block);
+                let (f, rest) = rest.split_at(block);
+                let (g, o) = rest.split_at(block);
+                let o = &o[..block];
+                let (dzi, rest) = dz.split_at_mut(block);
+                let (dzf, rest) = rest.split_at_mut(block);
+                let (dzg, dzo) = rest.split_at_mut(block);
+                let dzo = &mut dzo[..block];
+                let d_hidden = &d_hidden[..block];
+                let d_cell_next = &mut d_cell_next[..block];
+                for e in 0..block {
+                    let tanh_cell = tanh(cell[e]);
+                    let dc = d_hidden[e] * o[e] * (1.0 - tanh_cell * tanh_cell) + d_cell_next[e];
+                    dzo[e] = d_hidden[e] * tanh_cell * o[e] * (1.0 - o[e]);
+                    dzi[e] = dc * g[e] * i[e] * (1.0 - i[e]);
+                    dzg[e] = dc * i[e] * (1.0 - g[e] * g[e]);
+                    dzf[e] = dc * cell_before[e] * f[e] * (1.0 - f[e]);
+                    d_cell_next[e] = dc * f[e];
+                }
+            }
+            Variant::Gru => {
+                let hn = &state.aux[t * block..(t + 1) * block];
+                let dhn = &mut d_aux[t * block..(t + 1) * block];
+                let before = previous.unwrap_or(&zeros[..block]);
+                let (r, rest) = gates.split_at(block);
+                let (zg, n) = rest.split_at(block);
+                let n = &n[..block];
+                let (dzr, rest) = dz.split_at_mut(block);
+                let (dzz, dzn) = rest.split_at_mut(block);
+                let dzn = &mut dzn[..block];
+                let d_hidden = &d_hidden[..block];
+                let d_hidden_next = &mut d_hidden_next[..block];
+                for e in 0..block {
+                    let dh = d_hidden[e];
+                    let dn = dh * (1.0 - zg[e]);
+                    dzz[e] = dh * (before[e] - n[e]) * zg[e] * (1.0 - zg[e]);
+                    let dpre_n = dn * (1.0 - n[e] * n[e]);
+                    dzn[e] = dpre_n;
+                    dhn[e] = dpre_n * r[e];
+                    dzr[e] = dpre_n * hn[e] * r[e] * (1.0 - r[e]);
+                    d_hidden_next[e] = dh * zg[e];
+                }
+            }
+        }
+        if t > 0 {
+            // d h[t−1] += W_hhᵀ · d(hidden-side pre-activations)
+            let d_recurrent: &[f32] = dz;
+            for j in 0..rows {
+                let d_row = if variant == Variant::Gru && j >= 2 * hidden {
+                    let u = j - 2 * hidden;
+                    &d_aux[(t * hidden + u) * size..(t * hidden + u + 1) * size]
+                } else {
+                    &d_recurrent[j * size..(j + 1) * size]
+                };
+                for k in 0..hidden {
+                    axpy(
+                        weight_hh[j * hidden + k],
+                        d_row,
+                        &mut d_hidden_next[k * size..(k + 1) * size],
+                    );
+                }
+            }
+        }
+    }
+    // Parameter gradients, summed over time.
+    let gru = variant == Variant::Gru;
+    for j in 0..rows {
+        let mut d_bias_ih = 0f32;
+        let mut d_bias_hh = 0f32;
+        for t in 0..steps {
+            let d_row = &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size];
+            let s = sum(d_row);
+            d_bias_ih += s;
+            if gru && j >= 2 * hidden {
+                let u = j - 2 * hidden;
+                d_bias_hh += sum(&d_aux[(t * hidden + u) * size..(t * hidden + u + 1) * size]);
+            } else {
+                d_bias_hh += s;
+            }
+        }
+        grads[c.bias_ih + j] += d_bias_ih;
+        grads[c.bias_hh + j] += d_bias_hh;
+        for k in 0..hidden {
+            let mut total = 0f32;
+            for t in 1..steps {
+                let d_row = if gru && j >= 2 * hidden {
+                    let u = j - 2 * hidden;
+                    &d_aux[(t * hidden + u) * size..(t * hidden + u + 1) * size]
+                } else {
+                    &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size]
+                };
+                let before =
+                    &state.hidden[((t - 1) * hidden + k) * size..((t - 1) * hidden + k + 1) * size];
+                total += dot(d_row, before);
+            }
+            grads[c.weight_hh + j * hidden + k] += total;
+        }
+        for p in 0..width {
+            let index = c.weight_ih + j * width + p;
+            let w = params[index] * mask[index];
+            if mask[index] == 0.0 {
+                continue;
+            }
+            let mut total = 0f32;
+            for t in 0..steps {
+                let d_row = &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size];
+                let x = &input[(t * width + p) * size..(t * width + p + 1) * size];
+                total += dot(d_row, x);
+                if w != 0.0 {
+                    axpy(
+                        w,
+                        d_row,
+                        &mut d_input[(t * width + p) * size..(t * width + p + 1) * size],
+                    );
+                }
+            }
+            grads[index] += total;
+        }
+    }
+}
+
+/// Per-network totals of one pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NativePass {
+    /// Sum of batch-mean losses.
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+impl NativeNetwork {
+    /// One epoch over pre-built batches.
+    pub fn train_epoch(
+        &mut self,
+        batches: &[NativeBatch],
+        clip_norm: Option<f64>,
+        adam: &AdamConfig,
+    ) -> NativePass {
+        self.pass(batches, |network, batch| {
+            network.train_batch(batch, clip_norm, adam)
+        })
+    }
+
+    /// Loss and accuracy over pre-built batches, parameters unchanged.
+    pub fn evaluate(&mut self, batches: &[NativeBatch]) -> NativePass {
+        self.pass(batches, NativeNetwork::evaluate_batch)
+    }
+
+    fn pass(
+        &mut self,
+        batches: &[NativeBatch],
+        mut each: impl FnMut(&mut Self, &NativeBatch) -> BatchOutcome,
+    ) -> NativePass {
+        let mut loss = 0.0;
+        let mut correct = 0usize;
+        let mut seen = 0usize;
+        for batch in batches {
+            let outcome = each(self, batch);
+            loss += outcome.loss;
+            correct += outcome.correct;
+            seen += batch.size;
+        }
+        NativePass {
+            loss,
+            accuracy: correct as f64 / seen.max(1) as f64,
+        }
+    }
+}
+
+/// How a group of networks trains: the thesis's settings by default.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainingSettings {
+    pub batch_size: usize,
+    pub clip_norm: Option<f64>,
+    pub adam: AdamConfig,
+    /// Seed of every epoch's shuffle (all networks see the same batches).
+    pub shuffle_seed: u64,
+}
+
+/// Trains every network one epoch (all on the batches of
+/// [`epoch_order`]`(len, shuffle_seed, epoch)`) and evaluates it on `test`, networks in parallel
+/// on the current rayon pool. Returns (train, test) per network. Each network's numbers depend
+/// only on itself and the data, not on the group or the thread count.
+pub fn train_and_evaluate_epoch(
+    networks: &mut [NativeNetwork],
+    train: &[Example],
+    test: &[Example],
+    settings: &TrainingSettings,
+    epoch: u64,
+) -> NnResult<Vec<(NativePass, NativePass)>> {
+    if train.is_empty() || test.is_empty() || settings.batch_size == 0 {
+        return Err(NnError::InvalidData(
+            "training needs train and test examples and a batch size of at least 1".into(),
+        ));
+    }
+    let order = epoch_order(train.len(), settings.shuffle_seed, epoch);
+    let train_batches = NativeBatch::all(train, &order, settings.batch_size)?;
+    let test_order: Vec<usize> = (0..test.len()).collect();
+    let test_batches = NativeBatch::all(test, &test_order, settings.batch_size)?;
+    Ok(networks
+        .par_iter_mut()
+        .map(|network| {
+            let trained = network.train_epoch(&train_batches, settings.clip_norm, &settings.adam);
+            let tested = network.evaluate(&test_batches);
+            (trained, tested)
+        })
+        .collect())
+}
