@@ -200,6 +200,50 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+/// out[i] += Σ_r weight(r) · sources[r·size + i] over r = 0..count, for every i in ascending r
+/// (so exactly what `count` calls of [`axpy`] compute), but a block of lanes at a time held in
+/// registers: one load and store of `out` per block instead of one per term. Zero weights are
+/// skipped (masked inputs).
+#[inline(always)]
+fn accumulate(
+    out: &mut [f32],
+    count: usize,
+    weight: impl Fn(usize) -> f32,
+    sources: &[f32],
+    size: usize,
+) {
+    const LANES: usize = 32;
+    let full = out.len() / LANES * LANES;
+    for (block, chunk) in out[..full].chunks_exact_mut(LANES).enumerate() {
+        let start = block * LANES;
+        let mut lanes = [0f32; LANES];
+        lanes.copy_from_slice(chunk);
+        for r in 0..count {
+            let w = weight(r);
+            if w == 0.0 {
+                continue;
+            }
+            let source = &sources[r * size + start..r * size + start + LANES];
+            for (lane, &x) in lanes.iter_mut().zip(source) {
+                *lane += w * x;
+            }
+        }
+        chunk.copy_from_slice(&lanes);
+    }
+    if full < out.len() {
+        for r in 0..count {
+            let w = weight(r);
+            if w != 0.0 {
+                axpy(
+                    w,
+                    &sources[r * size + full..r * size + out.len()],
+                    &mut out[full..],
+                );
+            }
+        }
+    }
+}
+
 /// Σ x·y with eight partial sums, so the loop vectorises (and always sums in the same order).
 #[inline(always)]
 fn dot(x: &[f32], y: &[f32]) -> f32 {
@@ -726,21 +770,15 @@ fn forward_connection(
                 bias_ih[j]
             };
             row.fill(bias);
-            for p in 0..width {
-                let w = weight_ih[j * width + p] * mask_ih[j * width + p];
-                if w != 0.0 {
-                    axpy(w, &x[p * size..(p + 1) * size], row);
-                }
-            }
+            let (ih, mask_row) = (
+                &weight_ih[j * width..(j + 1) * width],
+                &mask_ih[j * width..(j + 1) * width],
+            );
+            accumulate(row, width, |p| ih[p] * mask_row[p], x, size);
             if let Some(previous) = previous {
                 if j < folded_rows {
-                    for k in 0..hidden {
-                        axpy(
-                            weight_hh[j * hidden + k],
-                            &previous[k * size..(k + 1) * size],
-                            row,
-                        );
-                    }
+                    let hh = &weight_hh[j * hidden..(j + 1) * hidden];
+                    accumulate(row, hidden, |k| hh[k], previous, size);
                 }
             }
         }
@@ -788,13 +826,9 @@ fn forward_connection(
                     let row = &mut hn[u * size..(u + 1) * size];
                     row.fill(bias_hh[2 * hidden + u]);
                     if let Some(previous) = previous {
-                        for k in 0..hidden {
-                            axpy(
-                                weight_hh[(2 * hidden + u) * hidden + k],
-                                &previous[k * size..(k + 1) * size],
-                                row,
-                            );
-                        }
+                        let hh =
+                            &weight_hh[(2 * hidden + u) * hidden..(2 * hidden + u + 1) * hidden];
+                        accumulate(row, hidden, |k| hh[k], previous, size);
                     }
                 }
                 let (rz, n) = z.split_at_mut(2 * block);
@@ -935,19 +969,29 @@ fn backward_connection(
         }
         if t > 0 {
             // d h[t−1] += W_hhᵀ · d(hidden-side pre-activations)
+            // (rows in ascending order; the GRU's n rows come from W_hn·h's gradient).
             let d_recurrent: &[f32] = dz;
-            for j in 0..rows {
-                let d_row = if variant == Variant::Gru && j >= 2 * hidden {
-                    let u = j - 2 * hidden;
-                    &d_aux[(t * hidden + u) * size..(t * hidden + u + 1) * size]
-                } else {
-                    &d_recurrent[j * size..(j + 1) * size]
-                };
-                for k in 0..hidden {
-                    axpy(
-                        weight_hh[j * hidden + k],
-                        d_row,
-                        &mut d_hidden_next[k * size..(k + 1) * size],
+            let direct_rows = if variant == Variant::Gru {
+                2 * hidden
+            } else {
+                rows
+            };
+            for k in 0..hidden {
+                let out = &mut d_hidden_next[k * size..(k + 1) * size];
+                accumulate(
+                    out,
+                    direct_rows,
+                    |j| weight_hh[j * hidden + k],
+                    d_recurrent,
+                    size,
+                );
+                if variant == Variant::Gru {
+                    accumulate(
+                        out,
+                        hidden,
+                        |u| weight_hh[(2 * hidden + u) * hidden + k],
+                        &d_aux[t * block..(t + 1) * block],
+                        size,
                     );
                 }
             }
@@ -988,7 +1032,6 @@ fn backward_connection(
         }
         for p in 0..width {
             let index = c.weight_ih + j * width + p;
-            let w = params[index] * mask[index];
             if mask[index] == 0.0 {
                 continue;
             }
@@ -997,15 +1040,24 @@ fn backward_connection(
                 let d_row = &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size];
                 let x = &input[(t * width + p) * size..(t * width + p + 1) * size];
                 total += dot(d_row, x);
-                if w != 0.0 {
-                    axpy(
-                        w,
-                        d_row,
-                        &mut d_input[(t * width + p) * size..(t * width + p + 1) * size],
-                    );
-                }
             }
             grads[index] += total;
+        }
+    }
+    // d x[t] += W_ihᵀ · d gates[t] (masked weights contribute nothing).
+    let weight_ih = &params[c.weight_ih..c.weight_ih + rows * width];
+    let mask_ih = &mask[c.weight_ih..c.weight_ih + rows * width];
+    for t in 0..steps {
+        let d_rows = &d_gates[t * gate_block..(t + 1) * gate_block];
+        for p in 0..width {
+            let out = &mut d_input[(t * width + p) * size..(t * width + p + 1) * size];
+            accumulate(
+                out,
+                rows,
+                |j| weight_ih[j * width + p] * mask_ih[j * width + p],
+                d_rows,
+                size,
+            );
         }
     }
 }
@@ -1095,4 +1147,53 @@ pub fn train_and_evaluate_epoch(
             (trained, tested)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(count: usize, seed: u32) -> Vec<f32> {
+        (0..count)
+            .map(|i| {
+                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                x as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocked_accumulation_is_bit_identical_to_one_axpy_per_term() {
+        // 128 and 62: full blocks, and a last batch with a remainder.
+        for size in [128usize, 62, 7] {
+            let count = 9;
+            let sources = values(count * size, 1);
+            let mut weights = values(count, 2);
+            weights[3] = 0.0;
+            let mut expected = values(size, 3);
+            let mut blocked = expected.clone();
+            for (r, &w) in weights.iter().enumerate() {
+                axpy(w, &sources[r * size..(r + 1) * size], &mut expected);
+            }
+            accumulate(&mut blocked, count, |r| weights[r], &sources, size);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&blocked), bits(&expected), "size {size}");
+        }
+    }
+
+    #[test]
+    fn exp_sigmoid_and_tanh_match_libm() {
+        for i in -2000..=2000 {
+            let x = i as f32 / 100.0;
+            let relative = |a: f32, b: f32| (a - b).abs() / b.abs().max(1e-30);
+            assert!(relative(exp(x), x.exp()) < 1e-6, "exp({x})");
+            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6, "sigmoid({x})");
+            assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
+        }
+        // Clamped, not overflowing or underflowing to garbage.
+        assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37);
+        assert!(exp(1000.0).is_finite());
+        assert_eq!(tanh(100.0), 1.0);
+        assert_eq!(tanh(-100.0), -1.0);
+    }
 }
