@@ -187,6 +187,11 @@ struct Workspace {
     logits: Vec<f32>,
 }
 
+/// For buffers every element of which is written before it is read: no clearing.
+fn resize_for_overwrite(buffer: &mut Vec<f32>, len: usize) {
+    buffer.resize(len, 0.0);
+}
+
 fn resize_zeroed(buffer: &mut Vec<f32>, len: usize) {
     buffer.clear();
     buffer.resize(len, 0.0);
@@ -441,7 +446,7 @@ impl NativeNetwork {
         let mask = &self.mask;
         let ws = &mut self.workspace;
         let width0 = layout.layer_sizes[0];
-        resize_zeroed(&mut ws.embedded, steps * width0 * size);
+        resize_for_overwrite(&mut ws.embedded, steps * width0 * size);
         for t in 0..steps {
             for b in 0..size {
                 let token = batch.tokens[t * size + b];
@@ -488,7 +493,7 @@ impl NativeNetwork {
         }
         let last = layout.last_width();
         let final_output = &ws.outputs[layout.layer_sizes.len() - 1];
-        resize_zeroed(&mut ws.features, last * size);
+        resize_for_overwrite(&mut ws.features, last * size);
         for b in 0..size {
             let t = match self.readout {
                 Readout::LastPadded => steps - 1,
@@ -498,7 +503,7 @@ impl NativeNetwork {
                 ws.features[u * size + b] = final_output[(t * last + u) * size + b];
             }
         }
-        resize_zeroed(&mut ws.logits, CLASSES * size);
+        resize_for_overwrite(&mut ws.logits, CLASSES * size);
         for class in 0..CLASSES {
             let row = &mut ws.logits[class * size..(class + 1) * size];
             row.fill(params[layout.head_bias + class]);
@@ -742,9 +747,11 @@ fn forward_connection(
     let (hidden, width) = (c.hidden, c.input);
     let rows = variant.gate_count() as usize * hidden;
     let block = hidden * size;
-    resize_zeroed(&mut state.gates, steps * rows * size);
-    resize_zeroed(&mut state.hidden, steps * block);
-    resize_zeroed(&mut state.aux, steps * block);
+    resize_for_overwrite(&mut state.gates, steps * rows * size);
+    resize_for_overwrite(&mut state.hidden, steps * block);
+    if matches!(variant, Variant::Lstm | Variant::Gru) {
+        resize_for_overwrite(&mut state.aux, steps * block);
+    }
     let weight_ih = &params[c.weight_ih..c.weight_ih + rows * width];
     let mask_ih = &mask[c.weight_ih..c.weight_ih + rows * width];
     let weight_hh = &params[c.weight_hh..c.weight_hh + rows * hidden];
@@ -886,8 +893,10 @@ fn backward_connection(
         zeros,
     } = scratch;
     resize_zeroed(zeros, block);
-    resize_zeroed(d_gates, steps * gate_block);
-    resize_zeroed(d_aux, steps * block);
+    resize_for_overwrite(d_gates, steps * gate_block);
+    if variant == Variant::Gru {
+        resize_for_overwrite(d_aux, steps * block);
+    }
     resize_zeroed(d_hidden, block);
     resize_zeroed(d_hidden_next, block);
     resize_zeroed(d_cell_next, block);
