@@ -1196,7 +1196,10 @@ mod tests {
             let x = i as f32 / 100.0;
             let relative = |a: f32, b: f32| (a - b).abs() / b.abs().max(1e-30);
             assert!(relative(exp(x), x.exp()) < 1e-6, "exp({x})");
-            assert!((sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6, "sigmoid({x})");
+            assert!(
+                (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6,
+                "sigmoid({x})"
+            );
             assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
         }
         // Clamped, not overflowing or underflowing to garbage.

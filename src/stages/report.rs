@@ -70,7 +70,7 @@ fn read_fan_in(ctx: &StageContext<'_>, name: &str) -> Result<Vec<(String, Table)
 impl Plugin for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const ABOUT: &'static str =
         "Self-contained HTML report (inline SVG) and summary.md, thesis numbers beside ours";
 
