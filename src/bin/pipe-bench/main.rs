@@ -5,9 +5,9 @@
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
 //! - `prune [variant]`: a 10-level pruning sweep, batched levels vs one level at a time.
-//! - `structure`: randomly structured networks one at a time vs batched groups.
-//! - `prune [variant]`: a 10-level pruning sweep, batched levels vs one level at a time.
-//! - `structure`: randomly structured networks one at a time vs batched groups (about 5 min).
+//! - `structure`: randomly structured networks: libtorch one at a time vs the native kernels vs
+//!   padded libtorch groups, and the projected full sweep (about 5 min; `PIPE_BENCH_VARIANTS`,
+//!   `PIPE_BENCH_GROUPS`, `PIPE_BENCH_ALONE`, `PIPE_BENCH_BATCHES` narrow or widen it).
 //! - `slurm [instances]`: 200 trivial instances through the local SLURM test cluster, one job
 //!   array vs one job each (skipped without a cluster).
 

@@ -1,4 +1,5 @@
-//! Randomly structured networks (thesis experiment 3): one at a time versus batched groups, and
+//! Randomly structured networks (thesis experiment 3): one at a time versus the native kernels
+//! versus batched groups, and
 //! the projected time of the full sweep.
 
 use std::time::Instant;
@@ -215,11 +216,11 @@ pub fn run() -> Result<()> {
         .map(|v| v.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let sizes: Vec<usize> = std::env::var("PIPE_BENCH_GROUPS")
-        .unwrap_or_else(|_| "1,4,8,16,32,100".into())
+        .unwrap_or_else(|_| "4,16".into())
         .split(',')
         .map(|v| v.parse::<usize>().map_err(anyhow::Error::from))
         .collect::<Result<_>>()?;
-    let alone_count: usize = env_or("PIPE_BENCH_ALONE", 100);
+    let alone_count: usize = env_or("PIPE_BENCH_ALONE", 20);
     let dataset = generate(&GeneratorParams {
         total: TRAIN + TEST,
         test: TestSize::Count(TEST),
