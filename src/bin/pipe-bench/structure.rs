@@ -1,6 +1,5 @@
-//! Randomly structured networks (thesis experiment 3): one at a time versus the native kernels
-//! versus batched groups, and
-//! the projected time of the full sweep.
+//! Randomly structured networks (thesis experiment 3): libtorch one at a time versus the native
+//! kernels versus padded libtorch groups, and the projected time of the full sweep.
 
 use std::time::Instant;
 
