@@ -421,6 +421,12 @@ impl NativeNetwork {
     /// Logits `[2 × B]` (class-major) of a batch, keeping what backward needs.
     pub fn forward(&mut self, batch: &NativeBatch) -> &[f32] {
         #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked on the line above).
+            unsafe { self.forward_avx512(batch) };
+            return &self.workspace.logits;
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked on the line above).
             unsafe { self.forward_avx2(batch) };
@@ -435,6 +441,14 @@ impl NativeNetwork {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn forward_avx2(&mut self, batch: &NativeBatch) {
+        self.forward_portable(batch);
+    }
+
+    /// [`NativeNetwork::forward`] compiled for AVX-512 (sixteen lanes; see
+    /// [`NativeNetwork::forward_avx2`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn forward_avx512(&mut self, batch: &NativeBatch) {
         self.forward_portable(batch);
     }
 
@@ -541,6 +555,12 @@ impl NativeNetwork {
     /// Gradients of the batch-mean cross-entropy of the last forward pass into `gradients()`.
     pub fn backward(&mut self, batch: &NativeBatch) {
         #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked on the line above).
+            unsafe { self.backward_avx512(batch) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked on the line above).
             unsafe { self.backward_avx2(batch) };
@@ -553,6 +573,13 @@ impl NativeNetwork {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn backward_avx2(&mut self, batch: &NativeBatch) {
+        self.backward_portable(batch);
+    }
+
+    /// [`NativeNetwork::backward`] compiled for AVX-512 (see [`NativeNetwork::forward_avx512`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn backward_avx512(&mut self, batch: &NativeBatch) {
         self.backward_portable(batch);
     }
 
