@@ -1144,7 +1144,11 @@ mod tests {
             let unpruned = last_value(&base, "test_acc");
             for ((_, suffix, title), level) in PRUNE_MODES.iter().zip(levels) {
                 let after = epoch_zero(thesis_prune_rows(variant, suffix));
-                assert_eq!(safe_level(&after, unpruned), Some(level), "{variant} {title}");
+                assert_eq!(
+                    safe_level(&after, unpruned),
+                    Some(level),
+                    "{variant} {title}"
+                );
             }
         }
         assert_eq!(safe_level(&[(10.0, 0.5)], Some(1.0)), None);
