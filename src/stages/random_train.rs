@@ -62,6 +62,20 @@ pub struct TrainRandomParams {
     pub threads: usize,
 }
 
+impl TrainRandomParams {
+    fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            ..AdamConfig::default()
+        }
+    }
+
+    /// `clip: 0` disables clipping.
+    fn clip_norm(&self) -> Option<f64> {
+        (self.clip > 0.0).then_some(self.clip)
+    }
+}
+
 /// How `rnn.train_random` computes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -378,11 +392,8 @@ fn train_native(
         .map_err(StageError::failed)?;
     let settings = TrainingSettings {
         batch_size: params.batch_size,
-        clip_norm: (params.clip > 0.0).then_some(params.clip),
-        adam: AdamConfig {
-            lr: params.lr,
-            ..AdamConfig::default()
-        },
+        clip_norm: params.clip_norm(),
+        adam: params.adam(),
         shuffle_seed: seed,
     };
     // Networks run in parallel on a pool of exactly `threads` threads (the slots the executor
@@ -421,12 +432,9 @@ fn train_tensor(
     report: impl Fn(usize),
 ) -> Result<Vec<Vec<EpochRow>>, StageError> {
     let group = NetworkGroup::from_networks(networks).map_err(StageError::failed)?;
-    let adam_config = AdamConfig {
-        lr: params.lr,
-        ..AdamConfig::default()
-    };
-    let mut adam = Adam::new(group.named_parameters(), adam_config).map_err(StageError::failed)?;
-    let clip = (params.clip > 0.0).then_some(params.clip);
+    let mut adam =
+        Adam::new(group.named_parameters(), params.adam()).map_err(StageError::failed)?;
+    let clip = params.clip_norm();
     let mut history = vec![Vec::with_capacity(params.epochs); networks.len()];
     for epoch in 1..=params.epochs {
         let trained = train_group_epoch(

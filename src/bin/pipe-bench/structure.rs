@@ -38,6 +38,16 @@ struct Timing {
 }
 
 impl Timing {
+    /// From totals over `networks` networks that each trained `batches` batches.
+    fn per_network(train_seconds: f64, test_seconds: f64, networks: usize, batches: usize) -> Self {
+        let epoch_batches = TRAIN.div_ceil(128) as f64;
+        let n = networks as f64;
+        Timing {
+            train: train_seconds / n * epoch_batches / batches as f64,
+            test: test_seconds / n,
+        }
+    }
+
     /// Projected seconds per network-epoch at the thesis's scale.
     fn full_epoch(&self) -> f64 {
         self.train * FULL_TRAIN / TRAIN as f64 + self.test * FULL_TEST / TEST as f64
@@ -100,12 +110,12 @@ fn one_at_a_time(
         })?;
         test_seconds += started.elapsed().as_secs_f64();
     }
-    let epoch_batches = TRAIN.div_ceil(128) as f64;
-    let n = structures.len() as f64;
-    Ok(Timing {
-        train: train_seconds / n * epoch_batches / batches as f64,
-        test: test_seconds / n,
-    })
+    Ok(Timing::per_network(
+        train_seconds,
+        test_seconds,
+        structures.len(),
+        batches,
+    ))
 }
 
 /// The native kernels (`nn::native`), one network after the other on one thread.
@@ -135,12 +145,12 @@ fn native(
         network.evaluate(&test_batches);
         test_seconds += started.elapsed().as_secs_f64();
     }
-    let epoch_batches = TRAIN.div_ceil(128) as f64;
-    let n = structures.len() as f64;
-    Ok(Timing {
-        train: train_seconds / n * epoch_batches / batches as f64,
-        test: test_seconds / n,
-    })
+    Ok(Timing::per_network(
+        train_seconds,
+        test_seconds,
+        structures.len(),
+        batches,
+    ))
 }
 
 /// Batched groups of `group_size` (members of similar size, as `rnn.train_random` plans).
@@ -195,13 +205,8 @@ fn grouped(
         evaluate_group(&group, test, 128)?;
         test_seconds += started.elapsed().as_secs_f64();
     }
-    let epoch_batches = TRAIN.div_ceil(128) as f64;
-    let n = structures.len() as f64;
     Ok((
-        Timing {
-            train: train_seconds / n * epoch_batches / batches as f64,
-            test: test_seconds / n,
-        },
+        Timing::per_network(train_seconds, test_seconds, structures.len(), batches),
         real_units as f64 / padded_units as f64,
     ))
 }
