@@ -81,9 +81,14 @@ impl Sandbox {
     }
 
     /// Number of stage records in the cache (0 when the cache was never created).
+    /// Finished records (not temporary files of a record being written).
     pub fn record_count(&self) -> usize {
         std::fs::read_dir(self.cache().join("records"))
-            .map(|d| d.count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
             .unwrap_or(0)
     }
 }

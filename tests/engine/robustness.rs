@@ -30,6 +30,8 @@ stages:
   slow:
     uses: cmd
     inputs: {one: 'fast[1].n'}
+    # Starts only when all three are recorded, so the kill never lands in the middle of one.
+    needs: [fast]
     with:
       run: |
         if [ -f "$PIPE_CHECKPOINT/half" ]; then echo resumed > "$PIPE_OUT/r"
