@@ -16,8 +16,15 @@
 
 use rayon::prelude::*;
 
-use super::model::Readout;
-use super::random::{NetworkStructure, RandomNetwork, CLASS_COUNT, VOCAB_SIZE};
+use std::path::Path;
+
+use tch::{Kind, Tensor};
+
+use super::model::{
+    read_safetensors_map, reject_leftovers, take_checked, write_safetensors_atomic, Readout,
+    RecurrentModel, WeightKind,
+};
+use super::random::{Connection, NetworkStructure, RandomNetwork, CLASS_COUNT, VOCAB_SIZE};
 use super::train::{epoch_order, Example};
 use super::{NnError, NnResult, Variant};
 use crate::nn::AdamConfig;
@@ -43,6 +50,11 @@ struct ConnectionLayout {
 #[derive(Clone, Debug)]
 struct Layout {
     gates: usize,
+    /// Width of the embedding (the input of layer 0's main connection).
+    embedding_width: usize,
+    /// Dense matrices (the stacked model): computed with [`accumulate_rows`] and
+    /// [`weight_gradients`] rather than term by term with zero weights skipped.
+    dense: bool,
     layer_sizes: Vec<usize>,
     connections: Vec<ConnectionLayout>,
     head_weight: usize,
@@ -51,16 +63,16 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(structure: &NetworkStructure, variant: Variant) -> Self {
+    fn new(structure: &NetworkStructure, variant: Variant, embedding_width: usize) -> Self {
         let gates = variant.gate_count() as usize;
         let sizes = &structure.layer_sizes;
-        let mut offset = VOCAB * sizes[0];
+        let mut offset = VOCAB * embedding_width;
         let connections = structure
             .connections
             .iter()
             .map(|c| {
                 let hidden = sizes[c.target];
-                let input = c.source.map_or(sizes[0], |s| sizes[s]);
+                let input = c.source.map_or(embedding_width, |s| sizes[s]);
                 let rows = gates * hidden;
                 let layout = ConnectionLayout {
                     source: c.source,
@@ -81,6 +93,8 @@ impl Layout {
         let head_bias = offset + CLASSES * last;
         Layout {
             gates,
+            embedding_width,
+            dense: false,
             layer_sizes: sizes.clone(),
             connections,
             head_weight,
@@ -93,6 +107,22 @@ impl Layout {
         self.layer_sizes[self.layer_sizes.len() - 1]
     }
 }
+
+/// Flattens tensors into one `f32` vector, in order.
+fn flatten(named: impl IntoIterator<Item = (String, Tensor)>) -> NnResult<Vec<f32>> {
+    let mut values = Vec::new();
+    for (_, tensor) in named {
+        values.extend(Vec::<f32>::try_from(
+            &tensor.f_detach()?.f_reshape([-1])?.f_to_kind(Kind::Float)?,
+        )?);
+    }
+    Ok(values)
+}
+
+const STATE_PARAMS: &str = "params";
+const STATE_EXP_AVG: &str = "exp_avg";
+const STATE_EXP_AVG_SQ: &str = "exp_avg_sq";
+const STATE_STEP: &str = "step";
 
 /// A batch in the layout the kernels use: tokens time-major `[T × B]`.
 pub struct NativeBatch {
@@ -249,6 +279,162 @@ fn accumulate(
     }
 }
 
+/// `out` (`rows × size`) += `weights` (`rows × count`, row-major) · `sources` (`count × size`):
+/// [`accumulate`] for a dense matrix, four rows at a time so each source load serves four
+/// rows. Per lane the terms are added in ascending r as there; zero weights are not skipped.
+#[inline(always)]
+fn accumulate_rows(out: &mut [f32], weights: &[f32], count: usize, sources: &[f32], size: usize) {
+    const ROWS: usize = 4;
+    const LANES: usize = 16;
+    let rows = out.len() / size;
+    let full = size / LANES * LANES;
+    let blocks = rows / ROWS;
+    for block in 0..blocks {
+        let w = &weights[block * ROWS * count..(block + 1) * ROWS * count];
+        let (w0, rest) = w.split_at(count);
+        let (w1, rest) = rest.split_at(count);
+        let (w2, w3) = rest.split_at(count);
+        let o = &mut out[block * ROWS * size..(block + 1) * ROWS * size];
+        for start in (0..full).step_by(LANES) {
+            let mut lanes = [[0f32; LANES]; ROWS];
+            for (i, row) in lanes.iter_mut().enumerate() {
+                row.copy_from_slice(&o[i * size + start..i * size + start + LANES]);
+            }
+            let terms = w0.iter().zip(w1).zip(w2.iter().zip(w3));
+            for (r, ((&v0, &v1), (&v2, &v3))) in terms.enumerate() {
+                let at = r * size + start;
+                let Ok(x) = <&[f32; LANES]>::try_from(&sources[at..at + LANES]) else {
+                    continue;
+                };
+                for l in 0..LANES {
+                    lanes[0][l] += v0 * x[l];
+                    lanes[1][l] += v1 * x[l];
+                    lanes[2][l] += v2 * x[l];
+                    lanes[3][l] += v3 * x[l];
+                }
+            }
+            for (i, row) in lanes.iter().enumerate() {
+                o[i * size + start..i * size + start + LANES].copy_from_slice(row);
+            }
+        }
+        if full < size {
+            for (i, w) in [w0, w1, w2, w3].into_iter().enumerate() {
+                for (r, &weight) in w.iter().enumerate() {
+                    axpy(
+                        weight,
+                        &sources[r * size + full..(r + 1) * size],
+                        &mut o[i * size + full..(i + 1) * size],
+                    );
+                }
+            }
+        }
+    }
+    for j in blocks * ROWS..rows {
+        let row = &weights[j * count..(j + 1) * count];
+        accumulate(
+            &mut out[j * size..(j + 1) * size],
+            count,
+            |r| row[r],
+            sources,
+            size,
+        );
+    }
+}
+
+/// `weights ∘ mask` (`rows × count`), transposed to `count × rows` when `transpose`.
+fn masked_weights(
+    weights: &[f32],
+    mask: &[f32],
+    rows: usize,
+    count: usize,
+    transpose: bool,
+) -> Vec<f32> {
+    let mut out = vec![0f32; rows * count];
+    for j in 0..rows {
+        for k in 0..count {
+            let value = weights[j * count + k] * mask[j * count + k];
+            if transpose {
+                out[k * rows + j] = value;
+            } else {
+                out[j * count + k] = value;
+            }
+        }
+    }
+    out
+}
+
+/// `grads[j·count + k] += Σ_t Σ_b d(t, j)[b] · x(t, k)[b]` for live (unmasked) weights, over the
+/// time steps `steps`: a dense matrix's weight gradients, four inputs `k` at a time, each summed
+/// in 32 lanes across all steps and reduced once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn weight_gradients<'a>(
+    grads: &mut [f32],
+    mask: &[f32],
+    rows: usize,
+    count: usize,
+    steps: std::ops::Range<usize>,
+    d: impl Fn(usize, usize) -> &'a [f32],
+    x: impl Fn(usize, usize) -> &'a [f32],
+) {
+    const LANES: usize = 32;
+    #[inline(always)]
+    fn add_products(lanes: &mut [f32; LANES], tail: &mut f32, d: &[f32], x: &[f32]) {
+        let (d_chunks, d_rest) = d.as_chunks::<LANES>();
+        let (x_chunks, x_rest) = x.as_chunks::<LANES>();
+        for (a, b) in d_chunks.iter().zip(x_chunks) {
+            for l in 0..LANES {
+                lanes[l] += a[l] * b[l];
+            }
+        }
+        for (a, b) in d_rest.iter().zip(x_rest) {
+            *tail += a * b;
+        }
+    }
+    #[inline(always)]
+    fn reduce(lanes: &[f32; LANES], tail: f32) -> f32 {
+        let mut half = [0f32; 8];
+        for (l, value) in lanes.iter().enumerate() {
+            half[l % 8] += value;
+        }
+        ((half[0] + half[4]) + (half[1] + half[5]))
+            + ((half[2] + half[6]) + (half[3] + half[7]))
+            + tail
+    }
+    for j in 0..rows {
+        let mut k = 0;
+        while k < count {
+            let ks = 4.min(count - k);
+            let (mut l0, mut l1, mut l2, mut l3) =
+                ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            let mut tails = [0f32; 4];
+            for t in steps.clone() {
+                let d_row = d(t, j);
+                add_products(&mut l0, &mut tails[0], d_row, x(t, k));
+                if ks == 4 {
+                    add_products(&mut l1, &mut tails[1], d_row, x(t, k + 1));
+                    add_products(&mut l2, &mut tails[2], d_row, x(t, k + 2));
+                    add_products(&mut l3, &mut tails[3], d_row, x(t, k + 3));
+                }
+            }
+            let sums = [
+                reduce(&l0, tails[0]),
+                reduce(&l1, tails[1]),
+                reduce(&l2, tails[2]),
+                reduce(&l3, tails[3]),
+            ];
+            let done = if ks == 4 { 4 } else { 1 };
+            for (i, total) in sums.iter().enumerate().take(done) {
+                let index = j * count + k + i;
+                if mask[index] != 0.0 {
+                    grads[index] += total;
+                }
+            }
+            k += done;
+        }
+    }
+}
+
 /// Σ x·y with eight partial sums, so the loop vectorises (and always sums in the same order).
 #[inline(always)]
 fn dot(x: &[f32], y: &[f32]) -> f32 {
@@ -362,16 +548,8 @@ impl NativeNetwork {
     /// Takes over a reference network's initial parameters (same values, same order).
     pub fn from_reference(network: &RandomNetwork, readout: Readout) -> NnResult<Self> {
         let structure = network.structure();
-        let layout = Layout::new(structure, network.variant());
-        let mut params = Vec::with_capacity(layout.total);
-        for (_, tensor) in network.named_parameters() {
-            params.extend(Vec::<f32>::try_from(
-                &tensor
-                    .f_detach()?
-                    .f_reshape([-1])?
-                    .f_to_kind(tch::Kind::Float)?,
-            )?);
-        }
+        let layout = Layout::new(structure, network.variant(), structure.layer_sizes[0]);
+        let params = flatten(network.named_parameters())?;
         if params.len() != layout.total {
             return Err(NnError::InvalidConfig(format!(
                 "reference network has {} parameter values, the layout expects {}",
@@ -393,9 +571,81 @@ impl NativeNetwork {
                 }
             }
         }
+        Ok(Self::with_parameters(
+            network.variant(),
+            readout,
+            layout,
+            params,
+            mask,
+        ))
+    }
+
+    /// The stacked model of the base and pruning experiments as a chain: layer 0 reads the
+    /// embedding, layer l reads layer l−1, the last feeds the head. Takes over the model's
+    /// values and masks (input-to-hidden and hidden-to-hidden), so a pruned model retrains
+    /// with its masks fixed, as [`crate::nn::train_epoch`] does on libtorch.
+    pub fn from_model(model: &RecurrentModel) -> NnResult<Self> {
+        let config = model.config();
+        if config.vocab_size != VOCAB as i64 || config.num_classes != CLASSES as i64 {
+            return Err(NnError::InvalidConfig(format!(
+                "the native engine handles a vocabulary of {VOCAB} and {CLASSES} classes, the \
+                 model has {} and {}; use the tensor engine",
+                config.vocab_size, config.num_classes
+            )));
+        }
+        let (hidden, layers) = (config.hidden_size as usize, config.num_layers as usize);
+        let structure = NetworkStructure {
+            layer_sizes: vec![hidden; layers],
+            connections: (0..layers)
+                .map(|layer| Connection {
+                    source: layer.checked_sub(1),
+                    target: layer,
+                    edges: Vec::new(),
+                })
+                .collect(),
+        };
+        let layout = Layout {
+            dense: true,
+            ..Layout::new(&structure, config.variant, config.embedding_dim as usize)
+        };
+        let params = flatten(model.named_parameters())?;
+        if params.len() != layout.total {
+            return Err(NnError::InvalidConfig(format!(
+                "model has {} parameter values, the layout expects {}",
+                params.len(),
+                layout.total
+            )));
+        }
+        let mut mask = vec![1f32; layout.total];
+        for (layer, placed) in layout.connections.iter().enumerate() {
+            let rows = layout.gates * placed.hidden;
+            for (kind, offset, width) in [
+                (WeightKind::InputToHidden, placed.weight_ih, placed.input),
+                (WeightKind::HiddenToHidden, placed.weight_hh, placed.hidden),
+            ] {
+                let values = flatten([(String::new(), model.mask(layer, kind)?)])?;
+                mask[offset..offset + rows * width].copy_from_slice(&values);
+            }
+        }
+        Ok(Self::with_parameters(
+            config.variant,
+            config.readout,
+            layout,
+            params,
+            mask,
+        ))
+    }
+
+    fn with_parameters(
+        variant: Variant,
+        readout: Readout,
+        layout: Layout,
+        params: Vec<f32>,
+        mask: Vec<f32>,
+    ) -> Self {
         let total = layout.total;
-        Ok(NativeNetwork {
-            variant: network.variant(),
+        NativeNetwork {
+            variant,
             readout,
             layout,
             params,
@@ -405,7 +655,83 @@ impl NativeNetwork {
             exp_avg_sq: vec![0.0; total],
             step: 0,
             workspace: Workspace::default(),
-        })
+        }
+    }
+
+    /// Copies the parameters into `model` (the one this network was built from, or one of the
+    /// same configuration), e.g. to save it in the model's own format.
+    pub fn write_parameters_into(&self, model: &RecurrentModel) -> NnResult<()> {
+        let _guard = tch::no_grad_guard();
+        let mut offset = 0;
+        for (name, mut tensor) in model.named_parameters() {
+            let count = tensor.numel();
+            let values = self.params.get(offset..offset + count).ok_or_else(|| {
+                NnError::InvalidConfig(format!(
+                    "`{name}` does not fit: the model is larger than this network"
+                ))
+            })?;
+            tensor.f_copy_(&Tensor::f_from_slice(values)?.f_reshape(tensor.size())?)?;
+            offset += count;
+        }
+        if offset != self.params.len() {
+            return Err(NnError::InvalidConfig(format!(
+                "the model has {offset} parameter values, this network {}",
+                self.params.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parameters and Adam state, for checkpoints.
+    pub fn save_state(&self, path: &Path) -> NnResult<()> {
+        let vector = |values: &[f32]| Tensor::f_from_slice(values);
+        write_safetensors_atomic(
+            path,
+            &[
+                (STATE_PARAMS.into(), vector(&self.params)?),
+                (STATE_EXP_AVG.into(), vector(&self.exp_avg)?),
+                (STATE_EXP_AVG_SQ.into(), vector(&self.exp_avg_sq)?),
+                (
+                    STATE_STEP.into(),
+                    Tensor::f_from_slice(&[self.step as i64])?,
+                ),
+            ],
+        )
+    }
+
+    /// Restores what [`NativeNetwork::save_state`] wrote for a network of the same layout.
+    pub fn load_state(&mut self, path: &Path) -> NnResult<()> {
+        let mut stored = read_safetensors_map(path)?;
+        let total = [self.layout.total as i64];
+        let mut take = |name: &str| -> NnResult<Vec<f32>> {
+            Ok(Vec::<f32>::try_from(&take_checked(
+                &mut stored,
+                path,
+                name,
+                &total,
+            )?)?)
+        };
+        let (params, exp_avg, exp_avg_sq) = (
+            take(STATE_PARAMS)?,
+            take(STATE_EXP_AVG)?,
+            take(STATE_EXP_AVG_SQ)?,
+        );
+        let step = stored
+            .remove(STATE_STEP)
+            .ok_or_else(|| NnError::MissingTensor {
+                path: path.to_path_buf(),
+                name: STATE_STEP.into(),
+            })?
+            .f_int64_value(&[0])?;
+        reject_leftovers(stored, path)?;
+        self.params = params;
+        self.exp_avg = exp_avg;
+        self.exp_avg_sq = exp_avg_sq;
+        self.step = u64::try_from(step).map_err(|_| NnError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("negative step count {step}"),
+        })?;
+        Ok(())
     }
 
     /// Parameters in `RandomNetwork::named_parameters` order, flattened.
@@ -459,7 +785,7 @@ impl NativeNetwork {
         let params = &self.params;
         let mask = &self.mask;
         let ws = &mut self.workspace;
-        let width0 = layout.layer_sizes[0];
+        let width0 = layout.embedding_width;
         resize_for_overwrite(&mut ws.embedded, steps * width0 * size);
         for t in 0..steps {
             for b in 0..size {
@@ -485,6 +811,7 @@ impl NativeNetwork {
                 };
                 forward_connection(
                     self.variant,
+                    layout.dense,
                     connection,
                     params,
                     mask,
@@ -624,7 +951,7 @@ impl NativeNetwork {
         for (layer, &width) in layout.layer_sizes.iter().enumerate() {
             resize_zeroed(&mut ws.d_outputs[layer], steps * width * size);
         }
-        let width0 = layout.layer_sizes[0];
+        let width0 = layout.embedding_width;
         resize_zeroed(&mut ws.d_embedded, steps * width0 * size);
         {
             let d_final = &mut ws.d_outputs[layer_count - 1];
@@ -651,6 +978,7 @@ impl NativeNetwork {
                 };
                 backward_connection(
                     self.variant,
+                    layout.dense,
                     connection,
                     params,
                     mask,
@@ -763,6 +1091,7 @@ struct BackwardScratch<'a> {
 #[inline(always)]
 fn forward_connection(
     variant: Variant,
+    dense: bool,
     c: &ConnectionLayout,
     params: &[f32],
     mask: &[f32],
@@ -782,6 +1111,7 @@ fn forward_connection(
     let weight_ih = &params[c.weight_ih..c.weight_ih + rows * width];
     let mask_ih = &mask[c.weight_ih..c.weight_ih + rows * width];
     let weight_hh = &params[c.weight_hh..c.weight_hh + rows * hidden];
+    let mask_hh = &mask[c.weight_hh..c.weight_hh + rows * hidden];
     let bias_ih = &params[c.bias_ih..c.bias_ih + rows];
     let bias_hh = &params[c.bias_hh..c.bias_hh + rows];
     // The GRU keeps W_hn·h + b_hn apart (r multiplies it); the others fold b_hh in.
@@ -790,6 +1120,14 @@ fn forward_connection(
     } else {
         rows
     };
+    let (dense_ih, dense_hh) = if dense {
+        (
+            masked_weights(weight_ih, mask_ih, rows, width, false),
+            masked_weights(weight_hh, mask_hh, rows, hidden, false),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for t in 0..steps {
         let (done, rest) = state.hidden.split_at_mut(t * block);
         let previous = (t > 0).then(|| &done[(t - 1) * block..]);
@@ -797,22 +1135,38 @@ fn forward_connection(
         let z = &mut state.gates[t * rows * size..(t + 1) * rows * size];
         let x = &input[t * width * size..(t + 1) * width * size];
         for j in 0..rows {
-            let row = &mut z[j * size..(j + 1) * size];
             let bias = if j < folded_rows {
                 bias_ih[j] + bias_hh[j]
             } else {
                 bias_ih[j]
             };
-            row.fill(bias);
-            let (ih, mask_row) = (
-                &weight_ih[j * width..(j + 1) * width],
-                &mask_ih[j * width..(j + 1) * width],
-            );
-            accumulate(row, width, |p| ih[p] * mask_row[p], x, size);
+            z[j * size..(j + 1) * size].fill(bias);
+        }
+        if dense {
+            accumulate_rows(z, &dense_ih, width, x, size);
             if let Some(previous) = previous {
-                if j < folded_rows {
-                    let hh = &weight_hh[j * hidden..(j + 1) * hidden];
-                    accumulate(row, hidden, |k| hh[k], previous, size);
+                accumulate_rows(
+                    &mut z[..folded_rows * size],
+                    &dense_hh[..folded_rows * hidden],
+                    hidden,
+                    previous,
+                    size,
+                );
+            }
+        } else {
+            for j in 0..rows {
+                let row = &mut z[j * size..(j + 1) * size];
+                let (ih, mask_row) = (
+                    &weight_ih[j * width..(j + 1) * width],
+                    &mask_ih[j * width..(j + 1) * width],
+                );
+                accumulate(row, width, |p| ih[p] * mask_row[p], x, size);
+                if let Some(previous) = previous {
+                    if j < folded_rows {
+                        let hh = &weight_hh[j * hidden..(j + 1) * hidden];
+                        let mask_row = &mask_hh[j * hidden..(j + 1) * hidden];
+                        accumulate(row, hidden, |k| hh[k] * mask_row[k], previous, size);
+                    }
                 }
             }
         }
@@ -859,11 +1213,14 @@ fn forward_connection(
                 for u in 0..hidden {
                     let row = &mut hn[u * size..(u + 1) * size];
                     row.fill(bias_hh[2 * hidden + u]);
-                    if let Some(previous) = previous {
-                        let hh =
-                            &weight_hh[(2 * hidden + u) * hidden..(2 * hidden + u + 1) * hidden];
-                        accumulate(row, hidden, |k| hh[k], previous, size);
+                    if let (Some(previous), false) = (previous, dense) {
+                        let span = (2 * hidden + u) * hidden..(2 * hidden + u + 1) * hidden;
+                        let (hh, mask_row) = (&weight_hh[span.clone()], &mask_hh[span]);
+                        accumulate(row, hidden, |k| hh[k] * mask_row[k], previous, size);
                     }
+                }
+                if let (Some(previous), true) = (previous, dense) {
+                    accumulate_rows(hn, &dense_hh[2 * hidden * hidden..], hidden, previous, size);
                 }
                 let (rz, n) = z.split_at_mut(2 * block);
                 sigmoid_in_place(rz);
@@ -895,6 +1252,7 @@ fn forward_connection(
 #[inline(always)]
 fn backward_connection(
     variant: Variant,
+    dense: bool,
     c: &ConnectionLayout,
     params: &[f32],
     mask: &[f32],
@@ -928,6 +1286,34 @@ fn backward_connection(
     resize_zeroed(d_hidden_next, block);
     resize_zeroed(d_cell_next, block);
     let weight_hh = &params[c.weight_hh..c.weight_hh + rows * hidden];
+    let mask_hh = &mask[c.weight_hh..c.weight_hh + rows * hidden];
+    let direct_rows = if variant == Variant::Gru {
+        2 * hidden
+    } else {
+        rows
+    };
+    // Dense: (W_hh ∘ M)ᵀ of the direct rows (`hidden × direct_rows`) and of the GRU's n rows.
+    let (dense_direct_t, dense_n_t) = if dense {
+        let split = direct_rows * hidden;
+        (
+            masked_weights(
+                &weight_hh[..split],
+                &mask_hh[..split],
+                direct_rows,
+                hidden,
+                true,
+            ),
+            masked_weights(
+                &weight_hh[split..],
+                &mask_hh[split..],
+                rows - direct_rows,
+                hidden,
+                true,
+            ),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for t in (0..steps).rev() {
         for ((d, &external), &carried) in d_hidden
             .iter_mut()
@@ -1007,17 +1393,31 @@ fn backward_connection(
             // d h[t−1] += W_hhᵀ · d(hidden-side pre-activations)
             // (rows in ascending order; the GRU's n rows come from W_hn·h's gradient).
             let d_recurrent: &[f32] = dz;
-            let direct_rows = if variant == Variant::Gru {
-                2 * hidden
-            } else {
-                rows
-            };
-            for k in 0..hidden {
+            if dense {
+                // All direct terms of a lane, then the GRU's n terms, as below.
+                accumulate_rows(
+                    d_hidden_next,
+                    &dense_direct_t,
+                    direct_rows,
+                    d_recurrent,
+                    size,
+                );
+                if variant == Variant::Gru {
+                    accumulate_rows(
+                        d_hidden_next,
+                        &dense_n_t,
+                        hidden,
+                        &d_aux[t * block..(t + 1) * block],
+                        size,
+                    );
+                }
+            }
+            for k in (0..hidden).filter(|_| !dense) {
                 let out = &mut d_hidden_next[k * size..(k + 1) * size];
                 accumulate(
                     out,
                     direct_rows,
-                    |j| weight_hh[j * hidden + k],
+                    |j| weight_hh[j * hidden + k] * mask_hh[j * hidden + k],
                     d_recurrent,
                     size,
                 );
@@ -1025,7 +1425,10 @@ fn backward_connection(
                     accumulate(
                         out,
                         hidden,
-                        |u| weight_hh[(2 * hidden + u) * hidden + k],
+                        |u| {
+                            let index = (2 * hidden + u) * hidden + k;
+                            weight_hh[index] * mask_hh[index]
+                        },
                         &d_aux[t * block..(t + 1) * block],
                         size,
                     );
@@ -1051,7 +1454,14 @@ fn backward_connection(
         }
         grads[c.bias_ih + j] += d_bias_ih;
         grads[c.bias_hh + j] += d_bias_hh;
+        if dense {
+            continue;
+        }
         for k in 0..hidden {
+            let index = c.weight_hh + j * hidden + k;
+            if mask[index] == 0.0 {
+                continue;
+            }
             let mut total = 0f32;
             for t in 1..steps {
                 let d_row = if gru && j >= 2 * hidden {
@@ -1064,7 +1474,7 @@ fn backward_connection(
                     &state.hidden[((t - 1) * hidden + k) * size..((t - 1) * hidden + k + 1) * size];
                 total += dot(d_row, before);
             }
-            grads[c.weight_hh + j * hidden + k] += total;
+            grads[index] += total;
         }
         for p in 0..width {
             let index = c.weight_ih + j * width + p;
@@ -1080,9 +1490,51 @@ fn backward_connection(
             grads[index] += total;
         }
     }
-    // d x[t] += W_ihᵀ · d gates[t] (masked weights contribute nothing).
     let weight_ih = &params[c.weight_ih..c.weight_ih + rows * width];
     let mask_ih = &mask[c.weight_ih..c.weight_ih + rows * width];
+    if dense {
+        let (d_gates, d_aux): (&[f32], &[f32]) = (d_gates, d_aux);
+        let gate_row =
+            |t: usize, j: usize| &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size];
+        weight_gradients(
+            &mut grads[c.weight_hh..c.weight_hh + rows * hidden],
+            mask_hh,
+            rows,
+            hidden,
+            1..steps,
+            |t, j| {
+                if gru && j >= 2 * hidden {
+                    let u = j - 2 * hidden;
+                    &d_aux[(t * hidden + u) * size..(t * hidden + u + 1) * size]
+                } else {
+                    gate_row(t, j)
+                }
+            },
+            |t, k| &state.hidden[((t - 1) * hidden + k) * size..((t - 1) * hidden + k + 1) * size],
+        );
+        weight_gradients(
+            &mut grads[c.weight_ih..c.weight_ih + rows * width],
+            mask_ih,
+            rows,
+            width,
+            0..steps,
+            gate_row,
+            |t, p| &input[(t * width + p) * size..(t * width + p + 1) * size],
+        );
+        // d x[t] += (W_ih ∘ M)ᵀ · d gates[t]
+        let dense_ih_t = masked_weights(weight_ih, mask_ih, rows, width, true);
+        for t in 0..steps {
+            accumulate_rows(
+                &mut d_input[t * width * size..(t + 1) * width * size],
+                &dense_ih_t,
+                rows,
+                &d_gates[t * gate_block..(t + 1) * gate_block],
+                size,
+            );
+        }
+        return;
+    }
+    // d x[t] += W_ihᵀ · d gates[t] (masked weights contribute nothing).
     for t in 0..steps {
         let d_rows = &d_gates[t * gate_block..(t + 1) * gate_block];
         for p in 0..width {

@@ -32,6 +32,37 @@ fn curves(sandbox: &Sandbox) -> BTreeMap<(u32, u32), Vec<f64>> {
         .collect()
 }
 
+/// Every stored pruned model has exactly zero weights wherever its mask is zero.
+fn assert_pruned_weights_stay_zero(sandbox: &Sandbox) {
+    let config: ModelConfig =
+        serde_json::from_str(&sandbox.read_artifact("base/config.json")).unwrap();
+    for level in [0, 50, 90, 100] {
+        let path = sandbox
+            .artifacts()
+            .join(format!("prune/models/p{level}.safetensors"));
+        let model = RecurrentModel::load(config.clone(), &path).unwrap();
+        for layer in 0..2 {
+            for kind in [WeightKind::InputToHidden, WeightKind::HiddenToHidden] {
+                let weight = model.weight(layer, kind).unwrap();
+                let mask = model.mask(layer, kind).unwrap();
+                let leaked = Vec::<f32>::try_from(&weight.masked_select(&mask.eq(0.0))).unwrap();
+                assert!(leaked.iter().all(|&w| w == 0.0), "p{level}: {leaked:?}");
+            }
+        }
+    }
+}
+
+/// Largest difference between two runs' curves (same rows required).
+fn largest_difference(
+    a: &BTreeMap<(u32, u32), Vec<f64>>,
+    b: &BTreeMap<(u32, u32), Vec<f64>>,
+) -> f64 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter()
+        .flat_map(|(key, values)| values.iter().zip(&b[key]).map(|(x, y)| (x - y).abs()))
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn prune_stage_writes_outputs_and_is_deterministic() {
     let a = Sandbox::new();
@@ -63,21 +94,7 @@ fn prune_stage_writes_outputs_and_is_deterministic() {
     // p = 0 removes nothing, so it is always within tolerance.
     assert!(safe["safe_level"].as_u64().is_some(), "{safe}");
 
-    let config: ModelConfig = serde_json::from_str(&a.read_artifact("base/config.json")).unwrap();
-    for level in [0, 50, 90, 100] {
-        let path = a
-            .artifacts()
-            .join(format!("prune/models/p{level}.safetensors"));
-        let model = RecurrentModel::load(config.clone(), &path).unwrap();
-        for layer in 0..2 {
-            for kind in [WeightKind::InputToHidden, WeightKind::HiddenToHidden] {
-                let weight = model.weight(layer, kind).unwrap();
-                let mask = model.mask(layer, kind).unwrap();
-                let leaked = Vec::<f32>::try_from(&weight.masked_select(&mask.eq(0.0))).unwrap();
-                assert!(leaked.iter().all(|&w| w == 0.0), "p{level}: {leaked:?}");
-            }
-        }
-    }
+    assert_pruned_weights_stay_zero(&a);
 
     let b = Sandbox::new();
     b.run(&pipeline("batched"));
@@ -92,15 +109,95 @@ fn prune_stage_writes_outputs_and_is_deterministic() {
     // matmuls differ only in the last bits).
     let sequential = Sandbox::new();
     sequential.run(&pipeline("sequential"));
-    let (batched, alone) = (curves(&a), curves(&sequential));
-    assert_eq!(batched.len(), alone.len());
-    for (key, values) in &batched {
-        for (x, y) in values.iter().zip(&alone[key]) {
-            assert!(
-                (x - y).abs() < 1e-5,
-                "{key:?}: {values:?} vs {:?}",
-                alone[key]
-            );
+    let difference = largest_difference(&curves(&a), &curves(&sequential));
+    assert!(difference < 1e-5, "batched vs sequential: {difference}");
+
+    // So do the native kernels (here with an embedding narrower than the hidden layers), and
+    // their stored models keep pruned weights at zero.
+    let native = Sandbox::new();
+    native.run(&pipeline("native"));
+    let difference = largest_difference(&curves(&native), &curves(&sequential));
+    assert!(difference < 1e-4, "native vs sequential: {difference}");
+    assert_pruned_weights_stay_zero(&native);
+}
+
+/// A pruned stacked model retrained natively follows libtorch's `train_epoch` for every variant
+/// and readout: same losses, same parameters, pruned weights still zero.
+#[test]
+fn native_retraining_follows_libtorch_for_every_variant() {
+    use pipe::data::{generate, GeneratorParams, Split, TestSize};
+    use pipe::nn::native::{NativeBatch, NativeNetwork};
+    use pipe::nn::{
+        epoch_order, magnitude_masks, pruned_copy, train_epoch, Adam, AdamConfig, CellEngine,
+        EmbeddingInit, Example, PruneTarget, Readout, ThresholdScope, Variant,
+    };
+
+    tch::set_num_threads(1);
+    let data: Vec<Example> = generate(&GeneratorParams {
+        total: 120,
+        test: TestSize::Count(0),
+        seed: 3,
+        ..GeneratorParams::default()
+    })
+    .unwrap()
+    .split_rows(Split::Train)
+    .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
+    .collect();
+    let adam_config = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::default()
+    };
+    for variant in Variant::ALL {
+        for readout in [Readout::LastPadded, Readout::TrueLength] {
+            let config = ModelConfig {
+                variant,
+                vocab_size: 128,
+                embedding_dim: 5,
+                hidden_size: 7,
+                num_layers: 2,
+                num_classes: 2,
+                readout,
+                engine: CellEngine::fastest_on_cpu(variant),
+                embedding_init: EmbeddingInit::Normal,
+            };
+            let base = RecurrentModel::new(config, 11).unwrap();
+            let masks =
+                magnitude_masks(&base, PruneTarget::Both, ThresholdScope::Global, 60.0).unwrap();
+            let mut reference = pruned_copy(&base, &masks).unwrap();
+            let mut native = NativeNetwork::from_model(&reference).unwrap();
+            let mut adam = Adam::new(reference.named_parameters(), adam_config).unwrap();
+            for epoch in 0..2 {
+                let (loss, accuracy) =
+                    train_epoch(&mut reference, &mut adam, &data, 16, Some(1.0), 7, epoch).unwrap();
+                let order = epoch_order(data.len(), 7, epoch);
+                let batches = NativeBatch::all(&data, &order, 16).unwrap();
+                let pass = native.train_epoch(&batches, Some(1.0), &adam_config);
+                assert!(
+                    (pass.loss - loss).abs() < 1e-4 && pass.accuracy == accuracy,
+                    "{variant} {readout:?} epoch {epoch}: {pass:?} vs ({loss}, {accuracy})"
+                );
+            }
+            let retrained = pruned_copy(&base, &masks).unwrap();
+            native.write_parameters_into(&retrained).unwrap();
+            for ((name, expected), (_, found)) in reference
+                .named_parameters()
+                .iter()
+                .zip(retrained.named_parameters())
+            {
+                let worst = (expected - &found).abs().max().double_value(&[]);
+                assert!(worst < 1e-4, "{variant} {readout:?} {name}: {worst}");
+            }
+            for layer in 0..2 {
+                for kind in [WeightKind::InputToHidden, WeightKind::HiddenToHidden] {
+                    let weight = retrained.weight(layer, kind).unwrap();
+                    let mask = retrained.mask(layer, kind).unwrap();
+                    let leaked = weight
+                        .masked_select(&mask.eq(0.0))
+                        .abs()
+                        .sum(tch::Kind::Float);
+                    assert_eq!(leaked.double_value(&[]), 0.0, "{variant} layer {layer}");
+                }
+            }
         }
     }
 }

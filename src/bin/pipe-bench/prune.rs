@@ -1,5 +1,6 @@
 //! `rnn.prune` retraining: one variant's sweep of 10 levels × 1 epoch (plus the epoch-0
-//! evaluation) as one batched tensor program next to one level at a time, on one thread.
+//! evaluation), natively, as one batched tensor program and one level at a time on libtorch,
+//! all on one thread.
 
 use std::path::Path;
 use std::time::Instant;
@@ -32,7 +33,7 @@ pub fn run(root: &Path, variant: Variant) -> Result<()> {
     // Timing does not depend on the values, so an untrained model stands in for a base model.
     let base = RecurrentModel::new(config, 0)?;
     let mut seconds = Vec::new();
-    for strategy in [Strategy::Batched, Strategy::Sequential] {
+    for strategy in [Strategy::Native, Strategy::Batched, Strategy::Sequential] {
         let settings = SweepSettings {
             target: PruneTarget::Both,
             scope: ThresholdScope::Global,
@@ -42,6 +43,7 @@ pub fn run(root: &Path, variant: Variant) -> Result<()> {
             lr: 0.001,
             clip: Some(5.0),
             strategy,
+            threads: 1,
             shuffle_seed: 0,
         };
         let checkpoints = root.join(format!("prune-{strategy:?}"));
@@ -51,12 +53,15 @@ pub fn run(root: &Path, variant: Variant) -> Result<()> {
     }
     println!(
         "prune sweep, {variant} (E 50, H 50, 3 layers), 10 levels × 1 epoch + epoch-0 evaluation, \
-         {} train / {} test sequences, 1 thread: batched {:.1} s, one level at a time {:.1} s, \
-         ratio {:.2}×",
+         {} train / {} test sequences, 1 thread: native {:.1} s, libtorch batched {:.1} s, \
+         libtorch one level at a time {:.1} s; native is {:.1}× one level at a time and {:.1}× \
+         batched",
         train.len(),
         test.len(),
         seconds[0],
         seconds[1],
+        seconds[2],
+        seconds[2] / seconds[0],
         seconds[1] / seconds[0]
     );
     Ok(())
