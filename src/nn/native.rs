@@ -11,6 +11,11 @@
 //! networks run in parallel on rayon's threads. The mathematics is that of
 //! [`super::random::RandomNetwork`] (the libtorch reference), which the tests compare against.
 //!
+//! The stacked model of the base and pruning experiments is the chain case of such a network
+//! ([`NativeNetwork::from_model`]): there the matrices are dense (50 × 50 and up), so the
+//! recurrences use dense kernels ([`accumulate_rows`], [`weight_gradients`]) instead of the
+//! term-by-term ones, and hidden-to-hidden masks hold the pruned weights at zero.
+//!
 //! Determinism: each network is computed by one thread in a fixed order with no fused
 //! multiply-add, so results are bit-identical across runs and thread counts.
 
@@ -588,8 +593,8 @@ impl NativeNetwork {
         let config = model.config();
         if config.vocab_size != VOCAB as i64 || config.num_classes != CLASSES as i64 {
             return Err(NnError::InvalidConfig(format!(
-                "the native engine handles a vocabulary of {VOCAB} and {CLASSES} classes, the \
-                 model has {} and {}; use the tensor engine",
+                "the native kernels handle a vocabulary of {VOCAB} and {CLASSES} classes, the \
+                 model has {} and {}; retrain it on libtorch (rnn.prune `strategy: sequential`)",
                 config.vocab_size, config.num_classes
             )));
         }

@@ -4,8 +4,9 @@
 //! - `engine`: no-op re-runs of 1,000 / 10,000 `cmd` instances (target < 1 s at 10,000) and
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
-//! - `prune [variant]`: a 10-level pruning sweep: native levels vs libtorch batched levels vs one
-//!   level at a time.
+//! - `prune [variant [model.safetensors [dataset.csv]]]`: a 10-level pruning sweep: native levels
+//!   vs libtorch batched levels vs one level at a time, of an untrained or the given model, on
+//!   generated or the given data.
 //! - `structure`: randomly structured networks: libtorch one at a time vs the native kernels vs
 //!   padded libtorch groups, and the projected full sweep (about 5 min; `PIPE_BENCH_VARIANTS`,
 //!   `PIPE_BENCH_GROUPS`, `PIPE_BENCH_ALONE`, `PIPE_BENCH_BATCHES` narrow or widen it).
@@ -42,7 +43,9 @@ fn main() -> Result<()> {
             Some(name) => name.parse().map_err(anyhow::Error::msg)?,
             None => pipe::nn::Variant::Gru,
         };
-        prune::run(scratch.path(), variant)?;
+        let trained = args.next().map(std::path::PathBuf::from);
+        let data = args.next().map(std::path::PathBuf::from);
+        prune::run(scratch.path(), variant, trained.as_deref(), data.as_deref())?;
     }
     if wants("structure") {
         structure::run()?;

@@ -11,8 +11,17 @@ use pipe::nn::{
     CellEngine, Example, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope, Variant,
 };
 use pipe::stages::prune::{run_sweep, Strategy, SweepSettings};
+use pipe::stages::train::load_examples;
 
-pub fn run(root: &Path, variant: Variant) -> Result<()> {
+/// `trained`: a base model to prune instead of an untrained one; `data`: a dataset.csv (e.g.
+/// the thesis's) to take the first 1,500 training and 500 test sequences from instead of
+/// generated ones.
+pub fn run(
+    root: &Path,
+    variant: Variant,
+    trained: Option<&Path>,
+    data: Option<&Path>,
+) -> Result<()> {
     tch::set_num_threads(1);
     let dataset = reber::generate(&GeneratorParams {
         total: 2_000,
@@ -25,13 +34,23 @@ pub fn run(root: &Path, variant: Variant) -> Result<()> {
             .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
             .collect()
     };
-    let (train, test) = (pick(Split::Train), pick(Split::Test));
+    let (train, test) = match data {
+        Some(path) => {
+            let (mut train, mut test) = load_examples(path)?;
+            train.truncate(1_500);
+            test.truncate(500);
+            (train, test)
+        }
+        None => (pick(Split::Train), pick(Split::Test)),
+    };
     let config = ModelConfig {
         engine: CellEngine::fastest_on_cpu(variant),
         ..ModelConfig::thesis(variant)
     };
-    // Timing does not depend on the values, so an untrained model stands in for a base model.
-    let base = RecurrentModel::new(config, 0)?;
+    let base = match trained {
+        Some(path) => RecurrentModel::load(config, path)?,
+        None => RecurrentModel::new(config, 0)?,
+    };
     let mut seconds = Vec::new();
     for strategy in [Strategy::Native, Strategy::Batched, Strategy::Sequential] {
         let settings = SweepSettings {
