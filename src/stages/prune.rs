@@ -1,11 +1,11 @@
 //! `rnn.prune`: magnitude pruning and retraining of a trained model (thesis experiment 2,
 //! SPEC §3). For every level p the selected recurrent matrices keep `|w| >= percentile_p(|w|)`;
 //! the pruned model is evaluated (epoch 0) and retrained with a fresh Adam and the mask fixed,
-//! evaluating on the test split after every epoch. By default every level retrains natively
-//! ([`NativeNetwork`], plain Rust, levels in parallel on `threads`); `strategy: sequential`
-//! retrains one level at a time with the libtorch model and `batched` all levels as one stacked
-//! tensor program ([`StackedModels`]). Every finished epoch is checkpointed, so a killed run
-//! resumes.
+//! evaluating on the test split after every epoch. By default (`strategy: auto`) the levels of
+//! RNN-tanh, RNN-ReLU and GRU retrain natively ([`NativeNetwork`], plain Rust, levels in parallel
+//! on `threads`) and LSTM's one at a time on libtorch (`sequential`); `batched` trains all levels
+//! as one stacked tensor program ([`StackedModels`]). Every finished epoch is checkpointed, so a
+//! killed run resumes.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
