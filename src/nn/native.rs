@@ -114,9 +114,9 @@ impl Layout {
 }
 
 /// Flattens tensors into one `f32` vector, in order.
-fn flatten(named: impl IntoIterator<Item = (String, Tensor)>) -> NnResult<Vec<f32>> {
+fn flatten(tensors: impl IntoIterator<Item = Tensor>) -> NnResult<Vec<f32>> {
     let mut values = Vec::new();
-    for (_, tensor) in named {
+    for tensor in tensors {
         values.extend(Vec::<f32>::try_from(
             &tensor.f_detach()?.f_reshape([-1])?.f_to_kind(Kind::Float)?,
         )?);
@@ -554,14 +554,7 @@ impl NativeNetwork {
     pub fn from_reference(network: &RandomNetwork, readout: Readout) -> NnResult<Self> {
         let structure = network.structure();
         let layout = Layout::new(structure, network.variant(), structure.layer_sizes[0]);
-        let params = flatten(network.named_parameters())?;
-        if params.len() != layout.total {
-            return Err(NnError::InvalidConfig(format!(
-                "reference network has {} parameter values, the layout expects {}",
-                params.len(),
-                layout.total
-            )));
-        }
+        let params = flatten(network.named_parameters().into_iter().map(|(_, t)| t))?;
         let mut mask = vec![1f32; layout.total];
         for (connection, placed) in structure.connections.iter().zip(&layout.connections) {
             if connection.source.is_none() {
@@ -576,13 +569,7 @@ impl NativeNetwork {
                 }
             }
         }
-        Ok(Self::with_parameters(
-            network.variant(),
-            readout,
-            layout,
-            params,
-            mask,
-        ))
+        Self::with_parameters(network.variant(), readout, layout, params, mask)
     }
 
     /// The stacked model of the base and pruning experiments as a chain: layer 0 reads the
@@ -613,14 +600,7 @@ impl NativeNetwork {
             dense: true,
             ..Layout::new(&structure, config.variant, config.embedding_dim as usize)
         };
-        let params = flatten(model.named_parameters())?;
-        if params.len() != layout.total {
-            return Err(NnError::InvalidConfig(format!(
-                "model has {} parameter values, the layout expects {}",
-                params.len(),
-                layout.total
-            )));
-        }
+        let params = flatten(model.named_parameters().into_iter().map(|(_, t)| t))?;
         let mut mask = vec![1f32; layout.total];
         for (layer, placed) in layout.connections.iter().enumerate() {
             let rows = layout.gates * placed.hidden;
@@ -628,28 +608,29 @@ impl NativeNetwork {
                 (WeightKind::InputToHidden, placed.weight_ih, placed.input),
                 (WeightKind::HiddenToHidden, placed.weight_hh, placed.hidden),
             ] {
-                let values = flatten([(String::new(), model.mask(layer, kind)?)])?;
+                let values = flatten([model.mask(layer, kind)?])?;
                 mask[offset..offset + rows * width].copy_from_slice(&values);
             }
         }
-        Ok(Self::with_parameters(
-            config.variant,
-            config.readout,
-            layout,
-            params,
-            mask,
-        ))
+        Self::with_parameters(config.variant, config.readout, layout, params, mask)
     }
 
+    /// Checks that `params` fill `layout`; fresh gradients and Adam state.
     fn with_parameters(
         variant: Variant,
         readout: Readout,
         layout: Layout,
         params: Vec<f32>,
         mask: Vec<f32>,
-    ) -> Self {
+    ) -> NnResult<Self> {
         let total = layout.total;
-        NativeNetwork {
+        if params.len() != total {
+            return Err(NnError::InvalidConfig(format!(
+                "the network has {} parameter values, the layout expects {total}",
+                params.len()
+            )));
+        }
+        Ok(NativeNetwork {
             variant,
             readout,
             layout,
@@ -660,7 +641,7 @@ impl NativeNetwork {
             exp_avg_sq: vec![0.0; total],
             step: 0,
             workspace: Workspace::default(),
-        }
+        })
     }
 
     /// Copies the parameters into `model` (the one this network was built from, or one of the
@@ -1416,27 +1397,28 @@ fn backward_connection(
                         size,
                     );
                 }
-            }
-            for k in (0..hidden).filter(|_| !dense) {
-                let out = &mut d_hidden_next[k * size..(k + 1) * size];
-                accumulate(
-                    out,
-                    direct_rows,
-                    |j| weight_hh[j * hidden + k] * mask_hh[j * hidden + k],
-                    d_recurrent,
-                    size,
-                );
-                if variant == Variant::Gru {
+            } else {
+                for k in 0..hidden {
+                    let out = &mut d_hidden_next[k * size..(k + 1) * size];
                     accumulate(
                         out,
-                        hidden,
-                        |u| {
-                            let index = (2 * hidden + u) * hidden + k;
-                            weight_hh[index] * mask_hh[index]
-                        },
-                        &d_aux[t * block..(t + 1) * block],
+                        direct_rows,
+                        |j| weight_hh[j * hidden + k] * mask_hh[j * hidden + k],
+                        d_recurrent,
                         size,
                     );
+                    if variant == Variant::Gru {
+                        accumulate(
+                            out,
+                            hidden,
+                            |u| {
+                                let index = (2 * hidden + u) * hidden + k;
+                                weight_hh[index] * mask_hh[index]
+                            },
+                            &d_aux[t * block..(t + 1) * block],
+                            size,
+                        );
+                    }
                 }
             }
         }
@@ -1460,6 +1442,7 @@ fn backward_connection(
         grads[c.bias_ih + j] += d_bias_ih;
         grads[c.bias_hh + j] += d_bias_hh;
         if dense {
+            // Weight gradients come from `weight_gradients` below.
             continue;
         }
         for k in 0..hidden {
@@ -1537,20 +1520,20 @@ fn backward_connection(
                 size,
             );
         }
-        return;
-    }
-    // d x[t] += W_ihᵀ · d gates[t] (masked weights contribute nothing).
-    for t in 0..steps {
-        let d_rows = &d_gates[t * gate_block..(t + 1) * gate_block];
-        for p in 0..width {
-            let out = &mut d_input[(t * width + p) * size..(t * width + p + 1) * size];
-            accumulate(
-                out,
-                rows,
-                |j| weight_ih[j * width + p] * mask_ih[j * width + p],
-                d_rows,
-                size,
-            );
+    } else {
+        // d x[t] += W_ihᵀ · d gates[t] (masked weights contribute nothing).
+        for t in 0..steps {
+            let d_rows = &d_gates[t * gate_block..(t + 1) * gate_block];
+            for p in 0..width {
+                let out = &mut d_input[(t * width + p) * size..(t * width + p + 1) * size];
+                accumulate(
+                    out,
+                    rows,
+                    |j| weight_ih[j * width + p] * mask_ih[j * width + p],
+                    d_rows,
+                    size,
+                );
+            }
         }
     }
 }

@@ -80,8 +80,8 @@ impl Sandbox {
             .unwrap_or_else(|e| panic!("artifact {relative}: {e}"))
     }
 
-    /// Number of stage records in the cache (0 when the cache was never created).
-    /// Finished records (not temporary files of a record being written).
+    /// Number of finished stage records in the cache (not temporary files of a record being
+    /// written; 0 when the cache was never created).
     pub fn record_count(&self) -> usize {
         std::fs::read_dir(self.cache().join("records"))
             .map(|d| {
