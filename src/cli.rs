@@ -47,7 +47,7 @@ pub enum Command {
     Run {
         file: PathBuf,
         /// Parallel thread slots (default: settings.jobs, else the number of cores)
-        #[arg(short, long)]
+        #[arg(short, long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         jobs: Option<usize>,
         /// Recompute this stage or instance even if cached (repeatable)
         #[arg(long)]

@@ -18,6 +18,6 @@ pub mod stages;
 pub mod stats;
 pub mod store;
 
-pub use exec::{run, run_with, Event, Executor, Outcome, RunOptions, RunSummary};
+pub use exec::{run, run_with, Event, EventRecord, Executor, Outcome, RunOptions, RunSummary};
 pub use plan::Plan;
 pub use store::Store;

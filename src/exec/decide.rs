@@ -33,6 +33,8 @@ pub enum Reason {
     OutputDamaged(Vec<String>),
     /// Same key as a previous result that is no longer in the cache (e.g. after `gc`).
     NotCached,
+    /// The record of this key exists but cannot be read (truncated, not JSON).
+    RecordDamaged(String),
 }
 
 impl fmt::Display for Reason {
@@ -49,6 +51,7 @@ impl fmt::Display for Reason {
                 write!(f, "output missing or corrupt: {}", names.join(", "))
             }
             Reason::NotCached => write!(f, "result no longer in the cache"),
+            Reason::RecordDamaged(why) => write!(f, "record damaged: {why}"),
         }
     }
 }
@@ -87,6 +90,10 @@ pub fn key_material(
         params: instance.resolved.params.clone(),
         seed: instance.seed,
         inputs,
+        observed_instance: instance
+            .plugin
+            .observes_instance()
+            .then(|| instance.name.clone()),
     })
 }
 
@@ -128,7 +135,7 @@ pub fn lookup(store: &Store, instance: &Instance, material: &KeyMaterial, forced
         Ok(None) => Lookup::Miss(why_new_key(store, instance, material)),
         Err(e) => {
             tracing::warn!("{}: {e}; recomputing", instance.name);
-            Lookup::Miss(Reason::NotCached)
+            Lookup::Miss(Reason::RecordDamaged(e.to_string()))
         }
     }
 }

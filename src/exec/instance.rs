@@ -12,6 +12,9 @@ use crate::store::{Key, KeyMaterial, OutputRecord, Record, Store};
 
 use super::{Event, Reason};
 
+/// How long an attempt waits for a leftover process of a killed run to release its key.
+const KEY_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub(super) struct Job<'a> {
     pub plan: &'a Plan,
     pub store: &'a Store,
@@ -37,14 +40,20 @@ pub(super) struct Failure {
 impl Job<'_> {
     pub fn execute(self, observe: &(dyn Fn(Event<'_>) + Sync)) -> Result<Finished, Failure> {
         let instance = &self.plan.instances[self.index];
-        let staging = self.store.staging_dir(&self.key);
         let log_path = self.store.log_path(&self.key);
         let fail = |message: String| Failure {
             key: self.key.hex(),
             message,
             log: log_path.exists().then(|| log_path.clone()),
         };
-        let _ = fs::remove_dir_all(&staging);
+        // Held for the whole attempt, and by the processes the stage starts: a process left by a
+        // killed run keeps it, so this attempt waits for the watchdog to end that process
+        // instead of running beside it.
+        let key_lock = self
+            .store
+            .lock_key(&self.key, KEY_LOCK_PATIENCE)
+            .map_err(|e| fail(e.to_string()))?;
+        let staging = self.store.new_attempt_dir(&self.key);
         let out_dir = staging.join("out");
         let work_dir = staging.join("work");
         let checkpoint_dir = self.store.checkpoint_dir(&self.key);
@@ -77,6 +86,7 @@ impl Job<'_> {
             inputs,
             metrics: None,
             progress: &progress,
+            key_lock_fd: Some(key_lock.raw_fd()),
         };
         let started_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)

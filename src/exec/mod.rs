@@ -77,6 +77,43 @@ pub enum Event<'a> {
     },
 }
 
+/// An owned account of one engine event: what tests assert on ("was not re-run", "was cut off")
+/// instead of timings or printed text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRecord {
+    Planned { total: usize },
+    Started { instance: String },
+    Ran { instance: String },
+    Reused { instance: String },
+    CutOff { instance: String },
+    Failed { instance: String },
+    Skipped { instance: String },
+}
+
+impl Event<'_> {
+    /// The owned record of this event; progress messages have none.
+    pub fn record(&self) -> Option<EventRecord> {
+        let owned = |name: &str| name.to_string();
+        Some(match self {
+            Event::Planned { total } => EventRecord::Planned { total: *total },
+            Event::Started { instance, .. } => EventRecord::Started {
+                instance: owned(instance),
+            },
+            Event::Progress { .. } => return None,
+            Event::Finished { instance, outcome } => {
+                let instance = owned(instance);
+                match outcome {
+                    Outcome::Ran { .. } => EventRecord::Ran { instance },
+                    Outcome::Cached { cutoff: false } => EventRecord::Reused { instance },
+                    Outcome::Cached { cutoff: true } => EventRecord::CutOff { instance },
+                    Outcome::Failed { .. } => EventRecord::Failed { instance },
+                    Outcome::Skipped { .. } => EventRecord::Skipped { instance },
+                }
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct InstanceReport {
     pub name: String,
@@ -596,7 +633,10 @@ pub fn status(
                                 Status::WillRun(Reason::OutputDamaged(damaged))
                             }
                         }
-                        _ => Status::WillRun(decide::why_new_key(store, instance, &material)),
+                        Ok(None) => {
+                            Status::WillRun(decide::why_new_key(store, instance, &material))
+                        }
+                        Err(e) => Status::WillRun(Reason::RecordDamaged(e.to_string())),
                     }
                 }
             }

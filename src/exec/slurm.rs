@@ -225,7 +225,9 @@ impl<'p> SlurmBackend<'p> {
             .filter(|(_, id)| alive_at_start.contains(id))
             .map(|(key, _)| key)
             .collect::<HashSet<_>>();
-        clear_staging_except(store, &live_keys);
+        if let Err(e) = store.clear_staging_except(&live_keys) {
+            tracing::warn!("cannot clear staging: {e}");
+        }
         install_signal_handlers()?;
         if COORDINATORS.fetch_add(1, Ordering::SeqCst) == 0 {
             INTERRUPTED.store(false, Ordering::SeqCst);
@@ -656,18 +658,6 @@ fn remembered_jobs(store: &Store) -> Vec<(String, String)> {
             Some((key, id))
         })
         .collect()
-}
-
-fn clear_staging_except(store: &Store, keep: &HashSet<String>) {
-    let Ok(entries) = fs::read_dir(store.root().join("staging")) else {
-        return;
-    };
-    for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !keep.contains(&name) {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
 }
 
 fn last_line(path: &Path) -> Option<String> {

@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn layer_output_has_time_major_shape() {
-        tch::set_num_threads(1);
+        let _torch = crate::nn::TorchThreads::acquire(1);
         for variant in Variant::ALL {
             let gates = variant.gate_count() * 4;
             let weights = LayerWeights {

@@ -6,7 +6,9 @@
 //! with PyTorch tensor names and safetensors I/O, [`adam`] the optimizer, [`train`] epochs,
 //! evaluation, gradient clipping and checkpoints, [`random`] the randomly structured networks of
 //! experiment 3, one at a time and batched many at once, and [`native`] the same networks computed
-//! in plain Rust (the fast path for training hundreds of them).
+//! in plain Rust (the fast path for training hundreds of them). [`threads`] holds the rule for
+//! libtorch's process-global thread count: compute tensors only while holding a
+//! [`TorchThreads`] lease.
 
 pub mod adam;
 pub mod cell;
@@ -14,6 +16,7 @@ pub mod model;
 pub mod native;
 pub mod prune;
 pub mod random;
+pub mod threads;
 pub mod train;
 
 use std::path::PathBuf;
@@ -27,6 +30,7 @@ pub use prune::{
     magnitude_masks, percentile, pruned_copy, sparsity, PruneTarget, PrunedMask, StackedModels,
     ThresholdScope,
 };
+pub use threads::TorchThreads;
 pub use train::{
     clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, make_batch,
     save_checkpoint, train_epoch, Batch, EpochMetrics, Example, TrainingProgress,

@@ -697,7 +697,7 @@ mod tests {
     }
 
     fn check_stacked_matches_alone(variants: &[Variant]) {
-        tch::set_num_threads(1);
+        let _torch = crate::nn::TorchThreads::acquire(1);
         let data = examples(40);
         for &variant in variants {
             for readout in [Readout::LastPadded, Readout::TrueLength] {

@@ -41,7 +41,8 @@ pub struct Instance {
     /// `words[alpha]`, or `joined` when the stage has no matrix.
     pub name: String,
     pub stage: String,
-    /// Matrix values joined by `-` (`lstm-both`); used for artifact paths and fan-in entries.
+    /// Matrix values, escaped and joined by `-` (`lstm-both`, see [`matrix_label`]); names the
+    /// artifact directory and the fan-in entry, and is unique within the stage.
     pub label: Option<String>,
     pub matrix: IndexMap<String, Value>,
     pub plugin: Arc<dyn Stage>,
@@ -216,6 +217,7 @@ impl Builder<'_> {
                 continue;
             };
             let mut indices = Vec::new();
+            let mut labels: HashMap<String, String> = HashMap::new();
             for matrix in combinations {
                 let seed = stage.seed.unwrap_or(spec.seed);
                 let scope = Scope {
@@ -223,13 +225,7 @@ impl Builder<'_> {
                     matrix: &matrix,
                     seed,
                 };
-                let label = (!matrix.is_empty()).then(|| {
-                    matrix
-                        .values()
-                        .map(|v| sanitize(&spec::scalar_text(v).unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join("-")
-                });
+                let label = (!matrix.is_empty()).then(|| matrix_label(&matrix));
                 let name = if matrix.is_empty() {
                     stage_name.clone()
                 } else {
@@ -242,6 +238,25 @@ impl Builder<'_> {
                             .join(",")
                     )
                 };
+                if let Some(label) = &label {
+                    if let Some(other) = labels.insert(label.clone(), name.clone()) {
+                        self.diagnostics.push(
+                            self.source.at_key(
+                                &format!("{base}.foreach"),
+                                format!(
+                                    "instances `{other}` and `{name}` would share the artifact \
+                                 directory `{stage_name}/{label}`"
+                                ),
+                                Some(
+                                    "make the `foreach` values differ in more than case or \
+                                  length-shortened text"
+                                        .into(),
+                                ),
+                            ),
+                        );
+                        continue;
+                    }
+                }
                 if !names.insert(name.clone()) {
                     self.diagnostics.push(self.source.at_key(
                         &format!("{base}.foreach"),
@@ -377,6 +392,18 @@ impl Builder<'_> {
                     continue;
                 }
             };
+            if let Some(bad) = items
+                .iter()
+                .position(|v| spec::scalar_text(v).is_some_and(|t| t.is_empty()))
+            {
+                self.diagnostics.push(self.source.at_value(
+                    &format!("{path}.{bad}"),
+                    format!("`foreach.{key}` values must not be empty text"),
+                    Some("an instance needs a name: give the value some text".into()),
+                ));
+                ok = false;
+                continue;
+            }
             if let Some(bad) = items.iter().position(|v| spec::scalar_text(v).is_none()) {
                 self.diagnostics.push(self.source.at_value(
                     &format!("{path}.{bad}"),
@@ -490,6 +517,19 @@ impl Builder<'_> {
                 ));
             }
         }
+        let mut variables: HashMap<String, &str> = HashMap::new();
+        for name in declared.keys() {
+            let variable = format!("PIPE_IN_{}", name.to_ascii_uppercase());
+            if let Some(first) = variables.get(&variable) {
+                self.diagnostics.push(self.source.at_key(
+                    &format!("stages.{stage}.inputs.{name}"),
+                    format!("inputs `{first}` and `{name}` of stage `{stage}` would both be `${variable}`"),
+                    Some("input names become upper-case environment variables; rename one of them".into()),
+                ));
+            } else {
+                variables.insert(variable, name);
+            }
+        }
         let InputSpec::Named(expected) = instance.plugin.inputs() else {
             return;
         };
@@ -547,17 +587,45 @@ fn project_dir(file: &Path) -> PathBuf {
     dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
 }
 
-/// Replaces characters that are unsafe in a path component.
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '=') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// The longest label kept whole; longer ones are shortened and end in a hash of the whole.
+const MAX_LABEL_BYTES: usize = 200;
+
+/// An instance's label: its matrix values, each escaped, joined by `-`. It names the instance's
+/// artifact directory and its entry in a fan-in, so it must be one safe path component and differ
+/// whenever the values differ. Letters, digits and `. _ + =` stay as they are; every other byte
+/// (`-` and `%` included) becomes `%XX`, so the joining `-` is never ambiguous and the label can
+/// be read back. A value made only of dots (`.`, `..`) has its dots escaped too.
+pub fn matrix_label(matrix: &IndexMap<String, Value>) -> String {
+    let label = matrix
+        .values()
+        .map(|v| escape_label_value(&spec::scalar_text(v).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join("-");
+    if label.len() <= MAX_LABEL_BYTES {
+        return label;
+    }
+    // `~` never appears in an escaped value, so a shortened label cannot equal a whole one.
+    let mut cut = MAX_LABEL_BYTES - 20;
+    while !label.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = blake3::hash(label.as_bytes()).to_hex();
+    format!("{}~{}", &label[..cut], &hash[..16])
+}
+
+fn escape_label_value(text: &str) -> String {
+    let only_dots = !text.is_empty() && text.bytes().all(|b| b == b'.');
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        let keep = (byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'+' | b'='))
+            && !(only_dots && byte == b'.');
+        if keep {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The instance DAG and a topological order, or one cycle (instance indices).
@@ -636,4 +704,44 @@ fn find_cycle(graph: &DiGraph<usize, ()>) -> Vec<usize> {
         return component.iter().map(|n| graph[*n]).collect();
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn label(values: &[&str]) -> String {
+        let matrix: IndexMap<String, Value> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("k{i}"), Value::String(v.to_string())))
+            .collect();
+        matrix_label(&matrix)
+    }
+
+    #[test]
+    fn labels_of_different_values_differ() {
+        assert_ne!(label(&["x", "y-z"]), label(&["x-y", "z"]));
+        let many = ["é", "ü", "a/b", "a_b", "a b", "a*b", "a%2Fb", "-"];
+        let labels: HashSet<String> = many.iter().map(|v| label(&[v])).collect();
+        assert_eq!(labels.len(), many.len());
+    }
+
+    #[test]
+    fn labels_are_single_safe_path_components() {
+        for value in [".", "..", "...", "a/../b", "/etc"] {
+            let l = label(&[value]);
+            assert!(!l.contains('/') && l != "." && l != "..", "{value} → {l}");
+        }
+        assert_eq!(label(&["rnn_tanh", "0.5"]), "rnn_tanh-0.5");
+        assert_eq!(label(&[".."]), "%2E%2E");
+    }
+
+    #[test]
+    fn long_labels_are_shortened_and_stay_distinct() {
+        let a = "a".repeat(300);
+        let b = format!("{}b", "a".repeat(299));
+        assert!(label(&[&a]).len() <= MAX_LABEL_BYTES);
+        assert_ne!(label(&[&a]), label(&[&b]));
+    }
 }

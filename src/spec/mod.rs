@@ -15,7 +15,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 pub use interpolate::{interpolate, scalar_text, substitute, Scope};
-pub use location::{LocationIndex, Pos};
+pub use location::{DuplicateKey, LocationIndex, Pos};
 pub use resources::{check_cluster_settings, Resources, SlurmSettings};
 
 /// A parsed pipeline file, before expansion.
@@ -133,7 +133,7 @@ impl fmt::Display for SpecErrors {
 impl SourceFile {
     /// Reads and parses a pipeline file.
     pub fn load(path: &Path) -> Result<Self, SpecErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             SpecErrors(vec![Diagnostic {
                 file: path.to_path_buf(),
                 pos: None,
@@ -141,14 +141,40 @@ impl SourceFile {
                 help: Some("check the path given to `pipe`".into()),
             }])
         })?;
-        Self::parse(path, &text)
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let valid = String::from_utf8_lossy(&bytes[..e.valid_up_to()]);
+            let line_start = valid.rfind('\n').map_or(0, |i| i + 1);
+            let bad = bytes.get(e.valid_up_to()).copied().unwrap_or_default();
+            SpecErrors(vec![Diagnostic {
+                file: path.to_path_buf(),
+                pos: Some(Pos {
+                    line: valid.matches('\n').count() + 1,
+                    col: valid[line_start..].chars().count() + 1,
+                }),
+                message: format!(
+                    "the pipeline file is not valid UTF-8 (byte 0x{bad:02x} at offset {})",
+                    e.valid_up_to()
+                ),
+                help: Some(
+                    "save the file as UTF-8 (a Latin-1 or UTF-16 editor setting, or a stray binary byte, causes this)".into(),
+                ),
+            }])
+        })?;
+        Self::parse(path, text)
     }
 
     /// Parses pipeline text; `path` is only used in messages.
     pub fn parse(path: &Path, text: &str) -> Result<Self, SpecErrors> {
         let locations = LocationIndex::build(text);
+        let duplicates = duplicate_key_errors(path, &locations);
+        // A file that parsed to its end has its duplicates reported first: they are precise, and
+        // serde_yaml would report only some of them (it keeps the last value in most maps).
+        if !duplicates.is_empty() && locations.complete() {
+            return Err(SpecErrors(duplicates));
+        }
         let deserializer = serde_yaml::Deserializer::from_str(text);
         match serde_path_to_error::deserialize::<_, PipelineSpec>(deserializer) {
+            Ok(_) if !duplicates.is_empty() => Err(SpecErrors(duplicates)),
             Ok(spec) => Ok(SourceFile {
                 path: path.to_path_buf(),
                 spec,
@@ -163,7 +189,9 @@ impl SourceFile {
                         line: l.line(),
                         col: l.column(),
                     })
-                    .or_else(|| locations.value(&field));
+                    .or_else(|| locations.value(&field))
+                    // A problem of the whole document (empty file, no `stages`): its start.
+                    .or(Some(Pos { line: 1, col: 1 }));
                 let message = clean_serde_message(&inner.to_string());
                 let help = help_for_shape_error(&field, &message);
                 let message = if field.is_empty() || field == "." || field.contains('?') {
@@ -203,6 +231,48 @@ impl SourceFile {
             help,
         }
     }
+}
+
+/// One diagnostic per key written twice in the same map, at the second, naming the first.
+fn duplicate_key_errors(path: &Path, locations: &LocationIndex) -> Vec<Diagnostic> {
+    locations
+        .duplicates()
+        .iter()
+        .map(|d| {
+            let first = format!(
+                "the first is at line {}, column {}",
+                d.first.line, d.first.col
+            );
+            let (message, help) = if d.parent.is_empty() {
+                (
+                    format!("duplicate top-level key `{}` ({first})", d.key),
+                    "each of `seed`, `vars`, `settings` and `stages` may appear once; merge the two"
+                        .to_string(),
+                )
+            } else {
+                let parent = if d.parent.contains('\0') {
+                    "a map".to_string()
+                } else {
+                    format!("`{}`", d.parent)
+                };
+                let help = if d.parent == "stages" {
+                    "stage names must be unique: rename one of the two stages (YAML would keep only the last)"
+                } else {
+                    "a YAML map keeps one value per key: remove one of the two, or rename it"
+                };
+                (
+                    format!("duplicate key `{}` in {parent} ({first})", d.key),
+                    help.to_string(),
+                )
+            };
+            Diagnostic {
+                file: path.to_path_buf(),
+                pos: Some(d.second),
+                message,
+                help: Some(help),
+            }
+        })
+        .collect()
 }
 
 /// serde_yaml appends " at line L column C" itself; the diagnostic prints the position up front.

@@ -61,10 +61,18 @@ fn scalar_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Stri
     )
 }
 
-/// Problems in `settings.slurm` and in every stage's `resources`, each at its position.
+/// Problems in `settings` (`jobs`, `slurm`) and in every stage's `resources`, each at its
+/// position.
 pub fn check_cluster_settings(source: &SourceFile) -> Vec<Diagnostic> {
     let mut problems = Vec::new();
     let spec = &source.spec;
+    if spec.settings.jobs == Some(0) {
+        problems.push(source.at_value(
+            "settings.jobs",
+            "`settings.jobs` must be at least 1".into(),
+            Some("it is the default of `--jobs` (parallel thread slots); remove it to use one per core".into()),
+        ));
+    }
     if let Some(slurm) = &spec.settings.slurm {
         if slurm.max_jobs == Some(0) {
             problems.push(source.at_value(

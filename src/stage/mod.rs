@@ -4,6 +4,7 @@
 //! the object-safe interface the engine calls. Plugins never see the store: they read inputs from
 //! paths, write outputs into `out_dir`, and may keep resume state in `checkpoint_dir`.
 
+pub mod child;
 mod registry;
 
 use std::collections::BTreeMap;
@@ -134,6 +135,8 @@ pub struct StageContext<'a> {
     pub inputs: BTreeMap<String, InputPaths>,
     pub(crate) metrics: Option<serde_json::Value>,
     pub(crate) progress: &'a (dyn Fn(&str) + Sync),
+    /// The key lock's descriptor, which processes the stage starts inherit.
+    pub(crate) key_lock_fd: Option<std::os::fd::RawFd>,
 }
 
 impl StageContext<'_> {
@@ -169,6 +172,15 @@ impl StageContext<'_> {
         (self.progress)(message);
     }
 
+    /// Runs a process to completion in its own process group, holding the instance's key lock;
+    /// whatever it leaves running is killed when it ends, or when `pipe` dies.
+    pub fn run_process(
+        &self,
+        command: &mut std::process::Command,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        child::run_in_own_group(command, self.key_lock_fd)
+    }
+
     /// Small metrics kept in the stage record and shown by `pipe show`.
     pub fn set_metrics(&mut self, metrics: serde_json::Value) {
         self.metrics = Some(metrics);
@@ -185,6 +197,11 @@ pub trait Plugin: Send + Sync + 'static {
     /// result of the old version is then recomputed.
     const VERSION: u32;
     const ABOUT: &'static str;
+    /// Whether the outputs can depend on the instance name (`StageContext::instance`, which
+    /// `cmd` hands to its command as `$PIPE_INSTANCE`). Then the name is part of the key;
+    /// otherwise two instances with equal parameters, seed and inputs share one result. A
+    /// plugin that uses the name only in log messages leaves this `false`.
+    const OBSERVES_INSTANCE: bool = false;
 
     fn inputs(&self) -> InputSpec {
         InputSpec::Any
@@ -210,6 +227,7 @@ pub trait Stage: Send + Sync {
     fn kind(&self) -> &'static str;
     fn version(&self) -> u32;
     fn about(&self) -> &'static str;
+    fn observes_instance(&self) -> bool;
     fn inputs(&self) -> InputSpec;
     fn params_schema(&self) -> schemars::Schema;
     fn resolve(&self, with: &serde_yaml::Value) -> Result<Resolved, Vec<ParamError>>;
@@ -225,6 +243,9 @@ impl<P: Plugin> Stage for P {
     }
     fn about(&self) -> &'static str {
         P::ABOUT
+    }
+    fn observes_instance(&self) -> bool {
+        P::OBSERVES_INSTANCE
     }
     fn inputs(&self) -> InputSpec {
         Plugin::inputs(self)
@@ -264,6 +285,15 @@ impl<P: Plugin> Stage for P {
         if let Err((field, message)) = self.check(&typed) {
             return Err(vec![ParamError::Invalid { field, message }]);
         }
+        let threads = self.threads(&typed);
+        if threads == 0 {
+            return Err(vec![ParamError::Invalid {
+                field: "threads".into(),
+                message: "must be at least 1 (the thread slots an instance takes); remove it for \
+                          the default"
+                    .into(),
+            }]);
+        }
         let params = serde_json::to_value(&typed).map_err(|e| {
             vec![ParamError::Invalid {
                 field: String::new(),
@@ -273,7 +303,7 @@ impl<P: Plugin> Stage for P {
         Ok(Resolved {
             files: self.files(&typed),
             outputs: self.outputs(&typed),
-            threads: self.threads(&typed).max(1),
+            threads,
             params,
         })
     }

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::stage::child::disk_full;
 use crate::stage::{InputPaths, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct Cmd;
@@ -45,6 +46,7 @@ impl Plugin for Cmd {
     type Params = CmdParams;
     const KIND: &'static str = "cmd";
     const VERSION: u32 = 1;
+    const OBSERVES_INSTANCE: bool = true;
     const ABOUT: &'static str =
         "Run a shell command; inputs as $PIPE_IN_<NAME>, outputs written under $PIPE_OUT";
 
@@ -68,9 +70,17 @@ impl Plugin for Cmd {
         if params.run.trim().is_empty() {
             return Err(("run".into(), "the command is empty".into()));
         }
+        if params.run.contains('\0') {
+            return Err((
+                "run".into(),
+                "the command contains a NUL byte, which no shell can be given".into(),
+            ));
+        }
+        let mut normalised: Vec<(&str, &str, Vec<&str>)> = Vec::new();
         for (name, path) in &params.outputs {
             let p = std::path::Path::new(path);
             if path.is_empty()
+                || path.contains('\0')
                 || p.is_absolute()
                 || p.components()
                     .any(|c| matches!(c, std::path::Component::ParentDir))
@@ -90,6 +100,89 @@ impl Plugin for Cmd {
                 return Err((
                     format!("outputs.{name}"),
                     "output names use letters, digits, `_` and `-`".into(),
+                ));
+            }
+            let parts = normalise(path).unwrap_or_default();
+            if parts.is_empty() {
+                return Err((
+                    format!("outputs.{name}"),
+                    format!(
+                        "`{path}` is $PIPE_OUT itself; name a file or directory inside it, e.g. `{name}.txt`"
+                    ),
+                ));
+            }
+            normalised.push((name, path, parts));
+        }
+        for (i, (a_name, a_path, a)) in normalised.iter().enumerate() {
+            for (b_name, b_path, b) in &normalised[i + 1..] {
+                if a == b {
+                    return Err((
+                        format!("outputs.{b_name}"),
+                        format!(
+                            "outputs `{a_name}` and `{b_name}` are the same path `{b_path}`; give each its own path"
+                        ),
+                    ));
+                }
+                let (outer, inner) = if b.starts_with(a) {
+                    ((a_name, a_path), (b_name, b_path))
+                } else if a.starts_with(b) {
+                    ((b_name, b_path), (a_name, a_path))
+                } else {
+                    continue;
+                };
+                return Err((
+                    format!("outputs.{}", inner.0),
+                    format!(
+                        "`{}` (output `{}`) is inside `{}` (output `{}`); outputs may not contain each other: declare only the directory, or move `{}` beside it",
+                        inner.1, inner.0, outer.1, outer.0, inner.1
+                    ),
+                ));
+            }
+        }
+        for (name, value) in &params.env {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err((
+                    format!("env.{name}"),
+                    format!(
+                        "`{name}` is not a valid environment variable name; use letters, digits and `_`, not starting with a digit (e.g. `MY_VAR`)"
+                    ),
+                ));
+            }
+            if name.starts_with("PIPE_") {
+                return Err((
+                    format!("env.{name}"),
+                    format!(
+                        "`{name}` is reserved: pipe sets the `PIPE_` variables ($PIPE_OUT, $PIPE_IN_<NAME>, ...) itself; rename it, e.g. `MY_{}`",
+                        &name["PIPE_".len()..]
+                    ),
+                ));
+            }
+            if value.contains('\0') {
+                return Err((
+                    format!("env.{name}"),
+                    "the value contains a NUL byte, which an environment variable cannot hold"
+                        .into(),
+                ));
+            }
+        }
+        for (i, file) in params.files.iter().enumerate() {
+            if file.is_empty() {
+                return Err((
+                    format!("files.{i}"),
+                    "an empty path; list project files relative to the pipeline file".into(),
+                ));
+            }
+            if std::path::Path::new(file).is_absolute() || normalise(file).is_none() {
+                return Err((
+                    format!("files.{i}"),
+                    format!(
+                        "`{file}` is outside the project: files must be inside the pipeline's directory (relative, no `..` leaving it); copy the file into the project and list its relative path"
+                    ),
                 ));
             }
         }
@@ -137,19 +230,25 @@ impl Plugin for Cmd {
             "$ {}",
             params.run.lines().next().unwrap_or_default()
         ));
-        let status = command
-            .status()
+        let status = ctx
+            .run_process(&mut command)
             .map_err(|e| StageError::io(format!("cannot start {shell}"), e))?;
         if status.success() {
             return Ok(());
         }
+        let full = if disk_full(&ctx.out_dir) {
+            "; the disk holding the cache is full (free space, or point `--cache` elsewhere)"
+        } else {
+            ""
+        };
+        // The log may sit on the full disk: its tail travels in the error message.
         let tail = last_lines(&ctx.log_path, 15);
         let code = status
             .code()
             .map(|c| c.to_string())
             .unwrap_or_else(|| "a signal".into());
         Err(StageError::Failed(format!(
-            "command exited with {code}{}",
+            "command exited with {code}{full}{}",
             if tail.is_empty() {
                 String::new()
             } else {
@@ -157,6 +256,22 @@ impl Plugin for Cmd {
             }
         )))
     }
+}
+
+/// The components of relative `path` with `.` and empty ones dropped and `a/..` folded; `None`
+/// when a `..` climbs above the start.
+fn normalise(path: &str) -> Option<Vec<&str>> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts)
 }
 
 fn last_lines(path: &std::path::Path, n: usize) -> String {

@@ -796,7 +796,8 @@ impl Plugin for Prune {
     }
 
     fn run(&self, params: PruneParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        tch::set_num_threads(params.threads as i32);
+        // Held for the whole sweep (libtorch evaluates, masks and, but for `native`, retrains).
+        let _torch = nn::TorchThreads::acquire(params.threads);
         let config = read_config(ctx.input("config")?)?;
         let base = RecurrentModel::load(config, ctx.input("model")?).map_err(StageError::failed)?;
         let (train, test) = load_examples(ctx.input("data")?)?;
@@ -942,7 +943,7 @@ mod tests {
     }
 
     fn check_resume(strategy: Strategy) {
-        tch::set_num_threads(1);
+        let _torch = nn::TorchThreads::acquire(1);
         let config = ModelConfig {
             variant: nn::Variant::RnnTanh,
             vocab_size: 128,

@@ -258,7 +258,8 @@ impl Plugin for TrainRandom {
     }
 
     fn run(&self, params: TrainRandomParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        tch::set_num_threads(params.threads as i32);
+        // Held for the whole run: the tensor engine computes on libtorch with `threads` threads.
+        let _torch = crate::nn::TorchThreads::acquire(params.threads);
         let graphs = select_graphs(read_graphs(ctx.input("graphs")?)?, params.limit);
         if graphs.is_empty() {
             return Err(StageError::Failed(format!(

@@ -71,6 +71,8 @@ impl Plugin for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
     const VERSION: u32 = 2;
+    /// The report prints its instance name.
+    const OBSERVES_INSTANCE: bool = true;
     const ABOUT: &'static str =
         "Self-contained HTML report (inline SVG) and summary.md, thesis numbers beside ours";
 

@@ -132,7 +132,7 @@ pub fn evaluate_file(
     data: &Path,
     batch_size: usize,
 ) -> anyhow::Result<EvalReport> {
-    tch::set_num_threads(1);
+    let _torch = nn::TorchThreads::acquire(1);
     let config = nn::infer_config(variant, readout, weights)?;
     let model = RecurrentModel::load(config, weights)?;
     let dataset = Dataset::import_with_split(data, crate::data::TestSize::Count(0), 0)?;
@@ -235,7 +235,9 @@ impl Plugin for Train {
     }
 
     fn run(&self, params: TrainParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        tch::set_num_threads(params.threads as i32);
+        // Held until the outputs are written: every tensor of this instance is computed with
+        // exactly `threads` libtorch threads, whatever runs beside it.
+        let _torch = nn::TorchThreads::acquire(params.threads);
         let (train, test) = load_examples(ctx.input("data")?)?;
         let config = params.model_config();
         let mut model =

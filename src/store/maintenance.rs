@@ -2,8 +2,10 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::path::{Path, PathBuf};
 
-use super::{io_err, OutputKind, Record, Result, Store};
+use super::lock::lock_file_free;
+use super::{io_err, is_tmp_name, OutputKind, Record, Result, Store};
 
 #[derive(Debug, Default)]
 pub struct GcReport {
@@ -12,6 +14,8 @@ pub struct GcReport {
     pub objects_kept: usize,
     pub staging_removed: usize,
     pub checkpoints_removed: usize,
+    /// Temporary files of writes that were interrupted (a kill, a full disk).
+    pub temporaries_removed: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +32,18 @@ pub struct VerifyReport {
     pub problems: Vec<VerifyProblem>,
 }
 
+/// The records of a cache, and the record files that cannot be read (truncated, not JSON).
+#[derive(Debug, Default)]
+pub struct RecordScan {
+    pub records: Vec<Record>,
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
 impl Store {
-    /// Every record in the cache (unreadable ones are skipped with a warning).
-    pub fn records(&self) -> Result<Vec<Record>> {
+    /// Every record in the cache, and the record files that cannot be read.
+    pub fn scan_records(&self) -> Result<RecordScan> {
         let dir = self.root().join("records");
-        let mut records = Vec::new();
+        let mut scan = RecordScan::default();
         for entry in fs::read_dir(&dir).map_err(io_err("cannot list records", &dir))? {
             let entry = entry.map_err(io_err("cannot list records", &dir))?;
             let path = entry.path();
@@ -40,12 +51,22 @@ impl Store {
                 continue;
             }
             match fs::read(&path).map(|b| serde_json::from_slice::<Record>(&b)) {
-                Ok(Ok(record)) => records.push(record),
-                _ => tracing::warn!("skipping unreadable record {}", path.display()),
+                Ok(Ok(record)) => scan.records.push(record),
+                Ok(Err(e)) => scan.unreadable.push((path, e.to_string())),
+                Err(e) => scan.unreadable.push((path, e.to_string())),
             }
         }
-        records.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(records)
+        scan.records.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(scan)
+    }
+
+    /// Every readable record in the cache (unreadable ones are skipped with a warning).
+    pub fn records(&self) -> Result<Vec<Record>> {
+        let scan = self.scan_records()?;
+        for (path, message) in &scan.unreadable {
+            tracing::warn!("skipping unreadable record {}: {message}", path.display());
+        }
+        Ok(scan.records)
     }
 
     /// Removes objects that no record reaches, leftover staging directories, and checkpoints of
@@ -81,7 +102,7 @@ impl Store {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if live.contains(&format!("{prefix}{name}")) {
+                if !is_tmp_name(&name) && live.contains(&format!("{prefix}{name}")) {
                     report.objects_kept += 1;
                     continue;
                 }
@@ -94,6 +115,9 @@ impl Store {
             let _ = fs::remove_dir(&shard); // only succeeds when empty
         }
         report.staging_removed = self.clear_staging()?;
+        for sub in ["records", "instances"] {
+            report.temporaries_removed += remove_temporaries(&self.root().join(sub));
+        }
         let checkpoints = self.root().join("checkpoints");
         for entry in
             fs::read_dir(&checkpoints).map_err(io_err("cannot list checkpoints", &checkpoints))?
@@ -112,16 +136,44 @@ impl Store {
         Ok(report)
     }
 
-    /// Removes staging directories left by interrupted runs. Call with the cache lock held.
+    /// Removes staging directories left by interrupted runs, except those whose key some live
+    /// process still holds (a leftover command of a killed run) and those of `keep`. Call with
+    /// the cache lock held.
     pub fn clear_staging(&self) -> Result<usize> {
+        self.clear_staging_except(&HashSet::new())
+    }
+
+    /// [`Store::clear_staging`], also keeping the attempts of the keys in `keep` (hex).
+    pub fn clear_staging_except(&self, keep: &HashSet<String>) -> Result<usize> {
         let staging = self.root().join("staging");
         let mut removed = 0;
         for entry in fs::read_dir(&staging).map_err(io_err("cannot list staging", &staging))? {
             let path = entry
                 .map_err(io_err("cannot list staging", &staging))?
                 .path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let key = name.split(['-', '.']).next().unwrap_or_default();
+            if keep.contains(key) {
+                continue;
+            }
+            if name.ends_with(".lock") {
+                if lock_file_free(&path) {
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
+            if self.key_lock_held(key) {
+                tracing::warn!(
+                    "{} is still held by a process of an earlier run; leaving it",
+                    path.display()
+                );
+                continue;
+            }
             make_writable(&path);
-            if fs::remove_dir_all(&path).is_ok() {
+            if fs::remove_dir_all(&path).is_ok() || fs::remove_file(&path).is_ok() {
                 removed += 1;
             }
         }
@@ -132,7 +184,19 @@ impl Store {
     /// that name them are removed, so the next run recomputes them.
     pub fn verify(&self, repair: bool) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        for record in self.records()? {
+        let scan = self.scan_records()?;
+        for (path, message) in scan.unreadable {
+            report.records += 1;
+            report.problems.push(VerifyProblem {
+                instance: path.display().to_string(),
+                output: "(record)".into(),
+                detail: format!("the record is unreadable: {message}"),
+            });
+            if repair {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        for record in scan.records {
             report.records += 1;
             let mut broken = false;
             for (name, output) in &record.outputs {
@@ -163,7 +227,7 @@ impl Store {
 
 /// Directories a stage made read-only block removal; files need no write bit to be unlinked (and
 /// must keep their read-only bit: staged inputs are hard links to objects).
-fn make_writable(path: &std::path::Path) {
+fn make_writable(path: &Path) {
     if let Ok(meta) = fs::symlink_metadata(path) {
         if meta.is_dir() {
             let mut perms = meta.permissions();
@@ -177,4 +241,25 @@ fn make_writable(path: &std::path::Path) {
             }
         }
     }
+}
+
+/// Removes the temporary files of interrupted atomic writes directly under `dir` (and one level
+/// of subdirectories, as in `instances/<stage>/`). Call with the cache lock held.
+fn remove_temporaries(dir: &Path) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_tmp_name(&name) {
+            if fs::remove_file(&path).is_ok() || fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+        } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += remove_temporaries(&path);
+        }
+    }
+    removed
 }

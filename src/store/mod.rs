@@ -4,7 +4,8 @@
 //! cache/objects/ab/cdef…        immutable, read-only blobs named by the blake3 of their content
 //! cache/records/<key>.json      what produced an instance's outputs, written atomically
 //! cache/instances/<stage>/<label>.json   the key an instance last produced (for `pipe status`)
-//! cache/staging/<key>/          where a running instance writes; removed afterwards
+//! cache/staging/<key>-<pid>-<n>/  one attempt's scratch and outputs; removed afterwards
+//! cache/staging/<key>.lock      held while an instance of <key> runs, and by its processes
 //! cache/checkpoints/<key>/      in-stage resume state, removed when the instance finishes
 //! cache/logs/<key>.log          the instance's log
 //! ```
@@ -25,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 pub use canonical::canonical_json;
 pub use hashing::{hash_file, hash_file_parallel};
-pub use lock::CacheLock;
-pub use maintenance::{GcReport, VerifyProblem, VerifyReport};
+pub use lock::{CacheLock, KeyLock};
+pub use maintenance::{GcReport, RecordScan, VerifyProblem, VerifyReport};
 
 /// Errors of the cache itself (I/O, corrupt records).
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,29 @@ pub enum StoreError {
     BadRecord { path: PathBuf, message: String },
     #[error("output `{name}` was not written: expected {path}")]
     MissingOutput { name: String, path: PathBuf },
+    #[error(
+        "output `{name}`: {path} is {what}; pipe stores only regular files and directories \
+         (write a copy of the content instead, e.g. `cp -rL`)"
+    )]
+    NotStorable {
+        name: String,
+        path: PathBuf,
+        what: &'static str,
+    },
+    #[error(
+        "key {key} is held by another process (a leftover command of a killed run?) through \
+         {path}; wait for it to end, or kill it"
+    )]
+    KeyBusy { key: String, path: PathBuf },
+    #[error(
+        "the cache at {path} is read-only ({source}); `pipe status` and `pipe show` still work, \
+         to run pass a writable `--cache` (or copy the cache)"
+    )]
+    ReadOnly {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -93,19 +117,37 @@ pub struct KeyMaterial {
     pub params: serde_json::Value,
     pub seed: u64,
     pub inputs: BTreeMap<String, InputHash>,
+    /// The instance name (`stage[values]`), for plugins that can observe it (`cmd` exposes it as
+    /// `$PIPE_INSTANCE`); `None` for plugins whose outputs cannot depend on it, so identical
+    /// instances of those share one result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_instance: Option<String>,
 }
 
 impl KeyMaterial {
     /// The key. Changing what is hashed here invalidates every user's cache: the golden test in
-    /// this module pins it.
+    /// this module pins it. Destructured, so a new field cannot be left out of the hash.
     pub fn key(&self) -> Key {
-        let encoded = canonical_json(&serde_json::json!({
-            "kind": self.kind,
-            "version": self.version,
-            "params": self.params,
-            "seed": self.seed,
-            "inputs": self.inputs,
-        }));
+        let KeyMaterial {
+            kind,
+            version,
+            params,
+            seed,
+            inputs,
+            observed_instance,
+        } = self;
+        let mut fields = serde_json::json!({
+            "kind": kind,
+            "version": version,
+            "params": params,
+            "seed": seed,
+            "inputs": inputs,
+        });
+        // Absent rather than null, so keys of plugins that do not observe it stay as they were.
+        if let Some(instance) = observed_instance {
+            fields["instance"] = serde_json::Value::String(instance.clone());
+        }
+        let encoded = canonical_json(&fields);
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"pipe-key-v1\0");
         hasher.update(encoded.as_bytes());
@@ -201,8 +243,15 @@ impl Store {
             .join(format!("{}.json", key.hex()))
     }
 
-    pub fn staging_dir(&self, key: &Key) -> PathBuf {
-        self.root.join("staging").join(key.hex())
+    /// A new staging directory for one attempt at `key`: never one an earlier attempt used, so
+    /// a leftover process of a killed run cannot write into this attempt's outputs.
+    pub fn new_attempt_dir(&self, key: &Key) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("staging")
+            .join(format!("{}-{}-{n}", key.hex(), std::process::id()))
     }
 
     pub fn checkpoint_dir(&self, key: &Key) -> PathBuf {
@@ -263,21 +312,26 @@ impl Store {
     }
 
     /// Moves a finished output (file or directory) into the object store.
+    ///
+    /// Only regular files and directories are stored. A symbolic link (anywhere in the output),
+    /// a FIFO, a socket or a device is refused before anything is moved, so an output can never
+    /// make `pipe` move, delete or change the permissions of a file outside `$PIPE_OUT`.
     pub fn put_output(&self, path: &Path, relative: &str, name: &str) -> Result<OutputRecord> {
-        let meta = fs::metadata(path).map_err(|_| StoreError::MissingOutput {
+        let meta = fs::symlink_metadata(path).map_err(|_| StoreError::MissingOutput {
             name: name.to_string(),
             path: path.to_path_buf(),
         })?;
+        check_storable(path, &meta.file_type(), name)?;
         if meta.is_dir() {
             let mut entries = Vec::new();
-            collect_files(path, path, &mut entries)?;
+            collect_files(path, path, name, &mut entries)?;
             entries.sort();
             let mut manifest = Manifest {
                 entries: Vec::new(),
             };
             let mut total = 0;
             for rel in entries {
-                let (hash, size) = self.put_file(&path.join(&rel))?;
+                let (hash, size) = self.put_file(&path.join(&rel), name)?;
                 total += size;
                 manifest.entries.push(ManifestEntry {
                     path: rel,
@@ -297,7 +351,7 @@ impl Store {
                 kind: OutputKind::Dir,
             })
         } else {
-            let (hash, size) = self.put_file(path)?;
+            let (hash, size) = self.put_file(path, name)?;
             Ok(OutputRecord {
                 path: relative.to_string(),
                 hash,
@@ -307,17 +361,54 @@ impl Store {
         }
     }
 
-    /// Hashes a file and renames it into the object store (or drops it if already there).
-    pub fn put_file(&self, path: &Path) -> Result<(String, u64)> {
+    /// Hashes a staged regular file and renames it into the object store (or drops it if the
+    /// object already exists). A file with other hard links (it may be a file outside the
+    /// staging directory, or a staged input) is copied instead, so its other names never share
+    /// an inode, or a permission change, with an object.
+    pub fn put_file(&self, path: &Path, name: &str) -> Result<(String, u64)> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        // O_NOFOLLOW: never read through a link; O_NONBLOCK: a FIFO swapped in cannot block.
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => StoreError::NotStorable {
+                    name: name.to_string(),
+                    path: path.to_path_buf(),
+                    what: "a symbolic link",
+                },
+                _ => StoreError::Io {
+                    context: "cannot open staged file",
+                    path: path.to_path_buf(),
+                    source: e,
+                },
+            })?;
+        let meta = file
+            .metadata()
+            .map_err(io_err("cannot stat staged file", path))?;
+        check_storable(path, &meta.file_type(), name)?;
         let (hash, size) = hash_file_parallel(path).map_err(io_err("cannot hash output", path))?;
         let hex = hash.to_hex().to_string();
         let dest = self.object_path(&hex);
         if dest.exists() {
             fs::remove_file(path).map_err(io_err("cannot remove staged file", path))?;
+        } else if meta.nlink() > 1 {
+            let tmp = unique_tmp(&dest);
+            let parent = dest.parent().unwrap_or(&self.root);
+            fs::create_dir_all(parent).map_err(io_err("cannot create object directory", parent))?;
+            let copied = copy_synced(path, &tmp).and_then(|()| {
+                set_read_only(&tmp)?;
+                fs::rename(&tmp, &dest).map_err(io_err("cannot move output into the cache", &dest))
+            });
+            if copied.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            copied?;
+            fs::remove_file(path).map_err(io_err("cannot remove staged file", path))?;
         } else {
             let parent = dest.parent().unwrap_or(&self.root);
             fs::create_dir_all(parent).map_err(io_err("cannot create object directory", parent))?;
-            let file = fs::File::open(path).map_err(io_err("cannot open staged file", path))?;
             file.sync_all()
                 .map_err(io_err("cannot sync staged file", path))?;
             set_read_only(path)?;
@@ -393,18 +484,19 @@ impl Store {
             OutputKind::File => link_or_copy(&self.object_path(&output.hash), dest),
             OutputKind::Dir => {
                 let manifest = self.manifest(output)?;
-                let tmp = sibling_tmp(dest);
-                let _ = fs::remove_dir_all(&tmp);
-                for entry in &manifest.entries {
-                    link_or_copy(&self.object_path(&entry.hash), &tmp.join(&entry.path))?;
+                let tmp = unique_tmp(dest);
+                let placed = (|| {
+                    for entry in &manifest.entries {
+                        link_or_copy(&self.object_path(&entry.hash), &tmp.join(&entry.path))?;
+                    }
+                    fs::create_dir_all(&tmp).map_err(io_err("cannot create directory", &tmp))?;
+                    remove_existing(dest)?;
+                    fs::rename(&tmp, dest).map_err(io_err("cannot place artifact", dest))
+                })();
+                if placed.is_err() {
+                    let _ = fs::remove_dir_all(&tmp);
                 }
-                fs::create_dir_all(&tmp).map_err(io_err("cannot create directory", &tmp))?;
-                if dest.is_dir() {
-                    fs::remove_dir_all(dest).map_err(io_err("cannot replace artifact", dest))?;
-                } else if dest.exists() {
-                    fs::remove_file(dest).map_err(io_err("cannot replace artifact", dest))?;
-                }
-                fs::rename(&tmp, dest).map_err(io_err("cannot place artifact", dest))
+                placed
             }
         }
     }
@@ -420,19 +512,61 @@ impl Store {
     }
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+/// The relative paths of the regular files under `dir`; anything else is refused.
+fn collect_files(root: &Path, dir: &Path, name: &str, out: &mut Vec<String>) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(io_err("cannot list output directory", dir))? {
         let entry = entry.map_err(io_err("cannot list output directory", dir))?;
         let path = entry.path();
         let ty = entry.file_type().map_err(io_err("cannot stat", &path))?;
+        check_storable(&path, &ty, name)?;
         if ty.is_dir() {
-            collect_files(root, &path, out)?;
+            collect_files(root, &path, name, out)?;
         } else {
             let rel = path.strip_prefix(root).unwrap_or(&path);
-            out.push(rel.to_string_lossy().replace('\\', "/"));
+            let Some(rel) = rel.to_str() else {
+                return Err(StoreError::NotStorable {
+                    name: name.to_string(),
+                    path: path.clone(),
+                    what: "a file whose name is not UTF-8",
+                });
+            };
+            out.push(rel.to_string());
         }
     }
     Ok(())
+}
+
+/// Regular files and directories are stored; links and special files are refused.
+fn check_storable(path: &Path, ty: &fs::FileType, name: &str) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if ty.is_symlink() {
+        "a symbolic link"
+    } else if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_socket() {
+        "a socket"
+    } else if ty.is_block_device() || ty.is_char_device() {
+        "a device file"
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::NotStorable {
+        name: name.to_string(),
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
+/// Copies `src` to a new file `dest` and syncs it.
+fn copy_synced(src: &Path, dest: &Path) -> Result<()> {
+    let mut from = fs::File::open(src).map_err(io_err("cannot open staged file", src))?;
+    let mut to = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(io_err("cannot write", dest))?;
+    std::io::copy(&mut from, &mut to).map_err(io_err("cannot copy output into the cache", dest))?;
+    to.sync_all().map_err(io_err("cannot sync", dest))
 }
 
 fn set_read_only(path: &Path) -> Result<()> {
@@ -443,46 +577,76 @@ fn set_read_only(path: &Path) -> Result<()> {
     fs::set_permissions(path, perms).map_err(io_err("cannot make object read-only", path))
 }
 
-fn sibling_tmp(dest: &Path) -> PathBuf {
+/// A temporary sibling of `dest`, unique per process and per call, so concurrent writers of one
+/// path (two threads, or two processes on a shared cache) never share a temporary file.
+fn unique_tmp(dest: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dest.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+}
+
+/// Whether a directory entry name is one of `unique_tmp`'s.
+pub(crate) fn is_tmp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(".tmp-")
+}
+
+/// Removes whatever is at `dest` (a directory, a file, or a link, which is not followed).
+fn remove_existing(dest: &Path) -> Result<()> {
+    match fs::symlink_metadata(dest) {
+        Ok(meta) if meta.is_dir() => {
+            fs::remove_dir_all(dest).map_err(io_err("cannot replace artifact", dest))
+        }
+        Ok(_) => fs::remove_file(dest).map_err(io_err("cannot replace artifact", dest)),
+        Err(_) => Ok(()),
+    }
 }
 
 /// Hard-links `src` to `dest` unless `dest` already is that file; atomic replace.
 fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
-    if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::metadata(dest)) {
+    if let (Ok(a), Ok(b)) = (fs::metadata(src), fs::symlink_metadata(dest)) {
         if a.ino() == b.ino() && a.dev() == b.dev() {
             return Ok(());
         }
     }
     let parent = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err("cannot create artifact directory", parent))?;
-    if dest.is_dir() {
+    if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
         fs::remove_dir_all(dest).map_err(io_err("cannot replace artifact", dest))?;
     }
-    let tmp = sibling_tmp(dest);
-    let _ = fs::remove_file(&tmp);
+    let tmp = unique_tmp(dest);
     if fs::hard_link(src, &tmp).is_err() {
         fs::copy(src, &tmp).map_err(io_err("cannot copy artifact", dest))?;
     }
-    fs::rename(&tmp, dest).map_err(io_err("cannot place artifact", dest))
+    fs::rename(&tmp, dest).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("cannot place artifact", dest)(e)
+    })
 }
 
 /// Writes bytes to a temporary sibling, syncs, and renames over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err("cannot create directory", parent))?;
-    let tmp = sibling_tmp(path);
-    let mut file = fs::File::create(&tmp).map_err(io_err("cannot write", &tmp))?;
-    file.write_all(bytes)
-        .map_err(io_err("cannot write", &tmp))?;
-    file.sync_all().map_err(io_err("cannot sync", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_err("cannot rename into place", path))
+    let tmp = unique_tmp(path);
+    let written = (|| {
+        let mut file = fs::File::create(&tmp).map_err(io_err("cannot write", &tmp))?;
+        file.write_all(bytes)
+            .map_err(io_err("cannot write", &tmp))?;
+        file.sync_all().map_err(io_err("cannot sync", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(io_err("cannot rename into place", path))
+    })();
+    // A full disk must not leave a temporary file behind.
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -523,7 +687,21 @@ mod tests {
             params: serde_json::json!({"run": "echo hi", "outputs": {"x": "x.txt"}}),
             seed: 7,
             inputs,
+            observed_instance: None,
         }
+    }
+
+    /// A fan-in input, a project file and an observed instance name: every kind of key part.
+    fn material_with_every_part() -> KeyMaterial {
+        let mut m = material();
+        let mut fan_in = BTreeMap::new();
+        fan_in.insert("p".to_string(), "11aa".to_string());
+        fan_in.insert("q".to_string(), "22bb".to_string());
+        m.inputs.insert("all".into(), InputHash::Many(fan_in));
+        m.inputs
+            .insert("file:data/x.csv".into(), InputHash::One("33cc".into()));
+        m.observed_instance = Some("a[p]".into());
+        m
     }
 
     /// Pins the key encoding: if this changes, every existing cache is invalidated. Change the
@@ -537,7 +715,28 @@ mod tests {
     }
 
     #[test]
+    fn key_encoding_of_fan_in_files_and_instance_is_pinned() {
+        assert_eq!(
+            material_with_every_part().key().hex(),
+            "b84a2ce7a8f02958b2d217b2e63bfb39d70098dfd7b7e09c35a0b64425793e0f"
+        );
+    }
+
+    #[test]
     fn key_changes_with_each_component() {
+        let full = material_with_every_part().key();
+        let mut m = material_with_every_part();
+        m.observed_instance = Some("a[q]".into());
+        assert_ne!(m.key(), full);
+        let mut m = material_with_every_part();
+        if let Some(InputHash::Many(map)) = m.inputs.get_mut("all") {
+            map.insert("r".into(), "22bb".into());
+        }
+        assert_ne!(m.key(), full, "a fan-in entry more changes the key");
+        let mut m = material_with_every_part();
+        m.inputs
+            .insert("file:data/x.csv".into(), InputHash::One("33cd".into()));
+        assert_ne!(m.key(), full, "a project file's content changes the key");
         let base = material().key();
         let mut m = material();
         m.version = 2;
@@ -582,5 +781,48 @@ mod tests {
         fs::remove_file(view.join("file.txt")).unwrap();
         fs::write(&object, b"jello").unwrap();
         assert!(!store.output_intact(&file));
+    }
+
+    #[test]
+    fn links_and_special_files_are_refused_and_leave_their_targets_alone() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("keep.txt"), b"precious").unwrap();
+        let out = dir.path().join("out");
+        fs::create_dir_all(out.join("tree")).unwrap();
+
+        std::os::unix::fs::symlink(&outside, out.join("dir-link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("keep.txt"), out.join("tree/file-link")).unwrap();
+        for (rel, name) in [("dir-link", "d"), ("tree", "t")] {
+            let err = store.put_output(&out.join(rel), rel, name).unwrap_err();
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+        }
+        assert_eq!(fs::read(outside.join("keep.txt")).unwrap(), b"precious");
+        let mode = fs::metadata(outside.join("keep.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_ne!(mode & 0o200, 0, "the outside file stays writable");
+
+        let fifo = std::ffi::CString::new(out.join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: plain syscall on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let err = store
+            .put_output(&out.join("fifo"), "fifo", "f")
+            .unwrap_err();
+        assert!(err.to_string().contains("FIFO"), "{err}");
+
+        // A hard link to an outside file is copied: the outside file keeps its inode and mode.
+        fs::hard_link(outside.join("keep.txt"), out.join("hard.txt")).unwrap();
+        let stored = store
+            .put_output(&out.join("hard.txt"), "hard.txt", "h")
+            .unwrap();
+        let object = fs::metadata(store.object_path(&stored.hash)).unwrap();
+        let kept = fs::metadata(outside.join("keep.txt")).unwrap();
+        assert_ne!(object.ino(), kept.ino());
+        assert_ne!(kept.permissions().mode() & 0o200, 0);
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pipe::{Plan, RunOptions, RunSummary, Store};
+use pipe::{EventRecord, Plan, RunOptions, RunSummary, Store};
 
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
@@ -41,6 +41,27 @@ impl Sandbox {
     /// Plans and runs `yaml` through the library.
     pub fn run(&self, yaml: &str) -> RunSummary {
         self.run_with(yaml, |_| {})
+    }
+
+    /// Plans and runs `yaml`, returning the engine's event stream as well.
+    pub fn run_recorded(&self, yaml: &str) -> (RunSummary, Vec<EventRecord>) {
+        let path = self.write(yaml);
+        let plan = Plan::load(&path).unwrap_or_else(|e| panic!("plan failed:\n{e}"));
+        let store = Store::open(&self.cache()).expect("store");
+        let options = RunOptions {
+            jobs: 2,
+            force: Vec::new(),
+            only: Vec::new(),
+            artifacts: self.artifacts(),
+        };
+        let events = std::sync::Mutex::new(Vec::new());
+        let summary = pipe::run(&plan, &store, &options, &|event| {
+            if let Some(record) = event.record() {
+                events.lock().expect("events").push(record);
+            }
+        })
+        .expect("run");
+        (summary, events.into_inner().expect("events"))
     }
 
     pub fn run_with(&self, yaml: &str, adjust: impl FnOnce(&mut RunOptions)) -> RunSummary {
@@ -139,4 +160,52 @@ pub fn run_and_kill_at_checkpoint(sandbox: &Sandbox, marker: &str) -> usize {
     assert_eq!(unsafe { libc::kill(-group, libc::SIGKILL) }, 0);
     let _ = child.wait();
     sandbox.record_count()
+}
+
+/// The instances that finished with `pick` in an event stream, sorted.
+pub fn finished(events: &[EventRecord], pick: fn(&EventRecord) -> Option<&String>) -> Vec<String> {
+    let mut names: Vec<String> = events.iter().filter_map(pick).cloned().collect();
+    names.sort();
+    names
+}
+
+pub fn ran(e: &EventRecord) -> Option<&String> {
+    match e {
+        EventRecord::Ran { instance } => Some(instance),
+        _ => None,
+    }
+}
+
+pub fn reused(e: &EventRecord) -> Option<&String> {
+    match e {
+        EventRecord::Reused { instance } | EventRecord::CutOff { instance } => Some(instance),
+        _ => None,
+    }
+}
+
+/// Waits until `done` holds, polling; panics after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// SIGKILLs one process (not its group): what `kill -9 PID` on `pipe` does.
+pub fn kill9(pid: u32) {
+    let pid = i32::try_from(pid).expect("pid");
+    // SAFETY: plain syscall on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }

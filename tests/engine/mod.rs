@@ -1,4 +1,6 @@
 mod caching;
+mod malformed;
 mod robustness;
 mod slurm;
+mod trust;
 mod validation;

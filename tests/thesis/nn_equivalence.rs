@@ -50,7 +50,7 @@ fn reference_params(model: &RecurrentModel) -> Vec<Tensor> {
 /// Our loop and fused engines against libtorch's kernels: outputs within 1e-5, and for the loop
 /// engine also the gradients of every recurrent parameter.
 fn check_against_builtin(variant: Variant, layers: i64) {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let config = small_config(variant, layers);
     let model = RecurrentModel::new(config.clone(), 11).unwrap();
     let input = Tensor::randn([9, 4, 5], tch::kind::FLOAT_CPU);
@@ -189,7 +189,7 @@ fn random_mask(shape: &[i64]) -> Tensor {
 
 #[test]
 fn masked_entries_get_zero_gradient_and_stay_zero() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let data = tiny_data(32, 3);
     for variant in Variant::ALL {
         for engine in [CellEngine::Loop, CellEngine::Fused] {
@@ -290,7 +290,7 @@ fn scratch_dir(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn same_seed_gives_byte_identical_files() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let dir = scratch_dir("identical");
     for variant in Variant::ALL {
         let first = run_and_save(variant, &dir.join("a").tap_create());
@@ -322,7 +322,7 @@ impl TapCreate for std::path::PathBuf {
 
 #[test]
 fn resumed_training_is_byte_identical() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let cases = Variant::ALL
         .into_iter()
         .flat_map(|v| [(v, CellEngine::Loop), (v, CellEngine::Fused)]);
@@ -405,7 +405,7 @@ fn checkpoint_for_another_model_is_refused() {
 
 #[test]
 fn adam_matches_tch_adam() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     tch::manual_seed(4);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let weight = vs.root().var(
@@ -450,7 +450,7 @@ fn adam_matches_tch_adam() {
 
 #[test]
 fn true_length_readout_ignores_padding() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     for variant in Variant::ALL {
         let config = ModelConfig {
             readout: Readout::TrueLength,
@@ -472,7 +472,7 @@ fn true_length_readout_ignores_padding() {
 
 #[test]
 fn last_padded_readout_reads_the_final_padded_step() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let model = RecurrentModel::new(small_config(Variant::Lstm, 2), 2).unwrap();
     let long = Example::from_text("BTSSXXTVVE", 1);
     let short = Example::from_text("BPVE", 0);
@@ -495,7 +495,7 @@ fn saved_tensors(model: &RecurrentModel, dir: &Path) -> Vec<(String, Tensor)> {
 
 #[test]
 fn save_load_round_trip_and_named_errors() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let dir = scratch_dir("load-errors");
     let config = small_config(Variant::Lstm, 2);
     let mut model = RecurrentModel::new(config.clone(), 1).unwrap();

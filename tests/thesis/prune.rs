@@ -132,7 +132,7 @@ fn native_retraining_follows_libtorch_for_every_variant() {
         EmbeddingInit, Example, PruneTarget, Readout, ThresholdScope, Variant,
     };
 
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let data: Vec<Example> = generate(&GeneratorParams {
         total: 120,
         test: TestSize::Count(0),

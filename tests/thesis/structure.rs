@@ -87,7 +87,7 @@ fn batch(data: &[Example], range: std::ops::Range<usize>) -> Batch {
 
 #[test]
 fn group_outputs_and_gradients_equal_each_network_alone() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let data = examples(200);
     let batch = batch(&data, 0..24);
     for variant in Variant::ALL {
@@ -127,7 +127,7 @@ fn group_outputs_and_gradients_equal_each_network_alone() {
 
 #[test]
 fn training_a_group_matches_training_each_network_alone_and_padding_stays_zero() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let data = examples(300);
     for variant in [Variant::RnnTanh, Variant::Lstm, Variant::Gru] {
         let alone = networks(variant, Readout::LastPadded);
@@ -326,7 +326,7 @@ fn native_batch(data: &[Example], range: std::ops::Range<usize>) -> NativeBatch 
 /// and structure (skips, several sources, one-layer-deep).
 #[test]
 fn native_outputs_and_gradients_equal_the_reference() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let data = examples(200);
     let reference_batch = batch(&data, 0..24);
     let batch = native_batch(&data, 0..24);
@@ -377,7 +377,7 @@ fn native_outputs_and_gradients_equal_the_reference() {
 /// Training natively (clipping active, Adam) follows training the reference step by step.
 #[test]
 fn native_training_follows_the_reference() {
-    tch::set_num_threads(1);
+    let _torch = pipe::nn::TorchThreads::acquire(1);
     let data = examples(300);
     let config = AdamConfig {
         lr: 0.01,

@@ -91,3 +91,73 @@ fn eval_reports_accuracy_and_names_shape_errors() {
         "{err}"
     );
 }
+
+/// A `rnn.train` stage named `name` with `threads` libtorch threads, big enough (hidden 96,
+/// batches of 64, fused LSTM kernels) that libtorch's parallel kernels split the work.
+fn threaded_stage(name: &str, threads: usize) -> String {
+    format!(
+        "  {name}:\n    uses: rnn.train\n    inputs: {{data: data.dataset}}\n    with: {{variant: lstm, engine: fused, epochs: 2, hidden: 96, embedding: 32, layers: 2, batch_size: 64, threads: {threads}}}\n"
+    )
+}
+
+fn threaded_pipeline(stages: &[(&str, usize)]) -> String {
+    let mut yaml = String::from(
+        "seed: 4\nstages:\n  data:\n    uses: data.reber\n    with: {total: 800, test: {count: 200}}\n",
+    );
+    for (name, threads) in stages {
+        yaml.push_str(&threaded_stage(name, *threads));
+    }
+    yaml
+}
+
+/// The bytes of a trained stage's model and its metrics without the wall-clock column.
+fn trained_bytes(sandbox: &Sandbox, stage: &str) -> (String, String) {
+    let metrics: Vec<String> = sandbox
+        .read_artifact(&format!("{stage}/metrics.csv"))
+        .lines()
+        .map(|l| l.rsplit_once(',').map_or(l, |(kept, _)| kept).to_string())
+        .collect();
+    (model_hash_of(sandbox, stage), metrics.join("\n"))
+}
+
+fn model_hash_of(sandbox: &Sandbox, stage: &str) -> String {
+    let path = sandbox
+        .artifacts()
+        .join(format!("{stage}/model.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    blake3::hash(&bytes).to_hex().to_string()
+}
+
+/// Scheduling never changes bytes: an instance with `threads: 1` computed beside one with
+/// `threads: 2` (both in one process, jobs 3, so they overlap) gives the bytes it gives alone,
+/// and so does the other. libtorch's thread count is process-global; the torch thread lease
+/// (`pipe::nn::TorchThreads`) keeps one count in force at a time.
+#[test]
+fn an_instance_gives_the_same_bytes_whatever_runs_beside_it() {
+    let together = Sandbox::new();
+    let summary = together.run_with(&threaded_pipeline(&[("one", 1), ("two", 2)]), |o| {
+        o.jobs = 3
+    });
+    assert!(summary.success(), "{:?}", summary.reports);
+    let alone_one = Sandbox::new();
+    assert!(alone_one.run(&threaded_pipeline(&[("one", 1)])).success());
+    let alone_two = Sandbox::new();
+    assert!(alone_two.run(&threaded_pipeline(&[("two", 2)])).success());
+    eprintln!(
+        "DIAG one alone {:?} two alone {:?} one together {:?} two together {:?}",
+        trained_bytes(&alone_one, "one").0,
+        trained_bytes(&alone_two, "two").0,
+        trained_bytes(&together, "one").0,
+        trained_bytes(&together, "two").0
+    );
+    assert_eq!(
+        trained_bytes(&together, "one"),
+        trained_bytes(&alone_one, "one"),
+        "threads: 1 beside threads: 2 differs from threads: 1 alone"
+    );
+    assert_eq!(
+        trained_bytes(&together, "two"),
+        trained_bytes(&alone_two, "two"),
+        "threads: 2 beside threads: 1 differs from threads: 2 alone"
+    );
+}
