@@ -1,6 +1,7 @@
 //! The command line: argument parsing (clap), the progress display and the printed summaries.
 //! `main.rs` only calls [`main`]. Exit codes: 0 success, 1 an instance failed or verification
-//! found damage, 2 a usage or pipeline-file error.
+//! found damage, 2 a usage, pipeline-file or input error, 3 the cache or the system failed, 130
+//! interrupted.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -132,10 +133,34 @@ pub fn main() -> i32 {
             } else {
                 eprintln!("error: {err:#}");
             }
-            2
+            exit_code(&err)
         }
     }
 }
+
+/// Exit code 3 when the cache or the system failed (I/O, a read-only or busy cache, no cluster);
+/// 2 when what the user gave is wrong (arguments, the pipeline file, a selector, an input file).
+fn exit_code(err: &anyhow::Error) -> i32 {
+    let system = err.chain().any(|cause| {
+        cause.is::<crate::store::StoreError>()
+            || cause.is::<exec::SlurmError>()
+            || matches!(
+                cause.downcast_ref::<exec::ExecError>(),
+                Some(exec::ExecError::Store(_) | exec::ExecError::Slurm(_))
+            )
+    });
+    if system {
+        EXIT_SYSTEM
+    } else {
+        EXIT_USAGE
+    }
+}
+
+/// Exit codes (the README lists them): 0 success; 1 an instance failed, or `verify` found
+/// damage; 2 a usage, pipeline-file or input error; 3 the cache or the system failed; 130
+/// interrupted.
+const EXIT_USAGE: i32 = 2;
+const EXIT_SYSTEM: i32 = 3;
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
@@ -264,8 +289,20 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 ReadoutArg::LastPadded => crate::nn::Readout::LastPadded,
                 ReadoutArg::TrueLength => crate::nn::Readout::TrueLength,
             };
-            let report =
-                crate::stages::train::evaluate_file(*variant, readout, weights, data, *batch_size)?;
+            let report = match crate::stages::train::evaluate_file(
+                *variant,
+                readout,
+                weights,
+                data,
+                *batch_size,
+            ) {
+                Ok(report) => report,
+                Err(e) => {
+                    // The message is complete; its sources would only repeat it.
+                    eprintln!("error: {e}");
+                    return Ok(2);
+                }
+            };
             if *json {
                 println!(
                     "{}",

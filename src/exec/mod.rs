@@ -250,10 +250,14 @@ pub fn run_with(
                     "removed {leftovers} staging directories left by an interrupted run"
                 );
             }
-            std::thread::scope(|scope| {
+            let outcomes = std::thread::scope(|scope| {
                 let mut backend = LocalBackend::new(scope, plan, options.jobs, observe);
                 schedule.drive(&mut backend, observe)
-            })?
+            })?;
+            // Leftover processes of a killed run that held their staging at the start are gone
+            // by now (the watchdog killed them): their directories go too.
+            store.clear_staging()?;
+            outcomes
         }
         Executor::Slurm(slurm_options) => {
             let mut backend = slurm::SlurmBackend::new(plan, store, slurm_options, observe)?;

@@ -159,6 +159,7 @@ impl Adam {
             .ok_or_else(|| NnError::MissingTensor {
                 path: path.to_path_buf(),
                 name: STEP_TENSOR.to_string(),
+                expected: "[1] (int64)".into(),
             })?;
         if step.kind() != Kind::Int64 || step.numel() != 1 {
             return Err(NnError::Checkpoint {

@@ -37,12 +37,35 @@ pub use train::{
 };
 
 /// Everything that can go wrong in this module; file errors name the file and the tensor.
+///
+/// Each message is complete on its own and no variant reports its cause again as a
+/// [`std::error::Error::source`], so printing the whole chain (`{:#}`) says each cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum NnError {
+    /// libtorch's own message (no `#[from]`: that would make it the source as well and print it
+    /// twice in a chain).
     #[error("libtorch error: {0}")]
-    Torch(#[from] tch::TchError),
-    #[error("{path}: tensor `{name}` is missing")]
-    MissingTensor { path: PathBuf, name: String },
+    Torch(tch::TchError),
+    #[error("{path}: not a readable safetensors file ({reason})")]
+    Unreadable { path: PathBuf, reason: String },
+    /// `expected` is the shape the model needs, as far as it is known (`[128, E]` before the
+    /// embedding width is read).
+    #[error("{path}: tensor `{name}` is missing (expected shape {expected})")]
+    MissingTensor {
+        path: PathBuf,
+        name: String,
+        expected: String,
+    },
+    #[error(
+        "{path}: tensor `{name}` has {count} non-finite values (NaN or ±inf) of {total}; the \
+         weights are unusable (a diverged training?)"
+    )]
+    NonFinite {
+        path: PathBuf,
+        name: String,
+        count: i64,
+        total: i64,
+    },
     #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
     WrongShape {
         path: PathBuf,
@@ -83,6 +106,17 @@ pub enum NnError {
     UnknownName(String),
     #[error("checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
+}
+
+impl From<tch::TchError> for NnError {
+    fn from(error: tch::TchError) -> Self {
+        NnError::Torch(error)
+    }
+}
+
+/// A shape for messages: `[200, 50]`.
+pub(crate) fn shape_text(shape: &[i64]) -> String {
+    format!("{shape:?}")
 }
 
 /// Result alias of this module.

@@ -297,11 +297,37 @@ impl RecurrentModel {
 
     /// Reads a model saved by [`RecurrentModel::save`] (or a PyTorch `state_dict` with the
     /// same names plus masks). Draws no random numbers.
+    /// Every parameter and mask must be finite: a NaN or an infinity is an error naming the
+    /// tensor, not a model that predicts one class.
     pub fn load(config: ModelConfig, path: &Path) -> NnResult<Self> {
         config.validate()?;
         let mut model = Self::zeros(config)?;
         model.load_values(path)?;
+        model.check_finite(path)?;
         Ok(model)
+    }
+
+    /// Fails on the first tensor (parameters in initialisation order, then masks) holding a NaN
+    /// or an infinity; `path` names where the values came from.
+    pub fn check_finite(&self, path: &Path) -> NnResult<()> {
+        let mut named = self.named_parameters();
+        named.extend(self.named_masks());
+        for (name, tensor) in named {
+            let count = tensor
+                .f_isfinite()?
+                .f_logical_not()?
+                .f_sum(Kind::Int64)?
+                .f_int64_value(&[])?;
+            if count > 0 {
+                return Err(NnError::NonFinite {
+                    path: path.to_path_buf(),
+                    name,
+                    count,
+                    total: tensor.numel() as i64,
+                });
+            }
+        }
+        Ok(())
     }
 
     fn zeros(config: ModelConfig) -> NnResult<Self> {
@@ -515,17 +541,29 @@ impl RecurrentModel {
 /// count are read from the tensor shapes (`embedding.weight`, `rnn.weight_hh_l{k}`).
 pub fn infer_config(variant: Variant, readout: Readout, path: &Path) -> NnResult<ModelConfig> {
     let stored = read_safetensors_map(path)?;
-    let shape = |name: &str| -> NnResult<Vec<i64>> {
+    let shape = |name: &str, expected: String| -> NnResult<Vec<i64>> {
         stored
             .get(name)
             .map(|t| t.size())
             .ok_or_else(|| NnError::MissingTensor {
                 path: path.to_path_buf(),
                 name: name.to_string(),
+                expected,
             })
     };
-    let embedding = shape("embedding.weight")?;
-    let hh = shape("rnn.weight_hh_l0")?;
+    let gates = variant.gate_count();
+    let embedding = shape(
+        "embedding.weight",
+        format!("[{}, E] (E the embedding width)", default_vocab_size()),
+    )?;
+    let hh = shape(
+        "rnn.weight_hh_l0",
+        if gates == 1 {
+            "[H, H] (H the hidden size)".to_string()
+        } else {
+            format!("[{gates}·H, H] (H the hidden size) for {}", variant.name())
+        },
+    )?;
     let (vocab_size, embedding_dim) = match embedding.as_slice() {
         [v, e] => (*v, *e),
         _ => {
@@ -549,7 +587,13 @@ pub fn infer_config(variant: Variant, readout: Readout, path: &Path) -> NnResult
     let num_layers = (0..)
         .take_while(|k| stored.contains_key(&format!("rnn.weight_hh_l{k}")))
         .count() as i64;
-    let num_classes = shape("head.weight")?.first().copied().unwrap_or(2);
+    let num_classes = shape(
+        "head.weight",
+        format!("[{}, {hidden_size}]", default_num_classes()),
+    )?
+    .first()
+    .copied()
+    .unwrap_or(2);
     let config = ModelConfig {
         variant,
         vocab_size,
@@ -573,7 +617,15 @@ pub(crate) fn read_safetensors_map(path: &Path) -> NnResult<BTreeMap<String, Ten
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "file not found"),
         });
     }
-    Ok(Tensor::read_safetensors(path)?.into_iter().collect())
+    let tensors = Tensor::read_safetensors(path).map_err(|error| NnError::Unreadable {
+        path: path.to_path_buf(),
+        // The safetensors message without tch's "safetensors error <path>:" prefix.
+        reason: match error {
+            tch::TchError::SafeTensorError { err, .. } => err.to_string(),
+            other => other.to_string(),
+        },
+    })?;
+    Ok(tensors.into_iter().collect())
 }
 
 /// Removes `name` from `stored`, checking presence, shape and dtype f32.
@@ -586,6 +638,7 @@ pub(crate) fn take_checked(
     let value = stored.remove(name).ok_or_else(|| NnError::MissingTensor {
         path: path.to_path_buf(),
         name: name.to_string(),
+        expected: super::shape_text(expected),
     })?;
     if value.size() != expected {
         return Err(NnError::WrongShape {

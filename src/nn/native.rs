@@ -707,6 +707,7 @@ impl NativeNetwork {
             .ok_or_else(|| NnError::MissingTensor {
                 path: path.to_path_buf(),
                 name: STATE_STEP.into(),
+                expected: "[1] (int64)".into(),
             })?
             .f_int64_value(&[0])?;
         reject_leftovers(stored, path)?;

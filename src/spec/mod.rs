@@ -341,6 +341,47 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_anywhere_are_reported_at_the_second() {
+        let text =
+            "seed: 1\nstages:\n  a:\n    uses: cmd\n    with: {run: 'x', run: 'y'}\nseed: 2\n";
+        let err = SourceFile::parse(Path::new("p.yaml"), text).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("p.yaml:5:22: duplicate key `run` in `stages.a.with` (the first is at line 5, column 12)"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("p.yaml:6:1: duplicate top-level key `seed` (the first is at line 1"),
+            "{shown}"
+        );
+        assert!(shown.contains("2 errors"), "{shown}");
+    }
+
+    #[test]
+    fn a_document_level_problem_points_at_the_start() {
+        for text in ["", "# only a comment\n", "seed: 1\n"] {
+            let err = SourceFile::parse(Path::new("p.yaml"), text).unwrap_err();
+            assert!(err.0[0].pos.is_some(), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_is_reported_at_the_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        std::fs::write(&path, b"stages:\n  \xc3\xa9t\xe9: {}\n").unwrap();
+        let err = SourceFile::load(&path).unwrap_err();
+        let d = &err.0[0];
+        assert_eq!(d.pos, Some(Pos { line: 2, col: 5 }), "{d}");
+        assert!(
+            d.message
+                .starts_with("the pipeline file is not valid UTF-8"),
+            "{d}"
+        );
+        assert!(d.message.contains("0xe9"), "{d}");
+    }
+
+    #[test]
     fn suggestions_find_close_names_only() {
         assert_eq!(
             suggest("rnn.trian", ["rnn.train", "cmd"]),

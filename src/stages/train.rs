@@ -124,14 +124,27 @@ pub struct EvalReport {
     pub n: usize,
 }
 
-/// Evaluates a weight file on every row of a `string,valid` CSV.
+/// Why `pipe eval` could not evaluate. Each message is complete (it names the file and, for a
+/// tensor, its name and expected shape); print it with `{}`.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Model(#[from] nn::NnError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("{}: no rows to evaluate", .0.display())]
+    NoRows(std::path::PathBuf),
+}
+
+/// Evaluates a weight file on every row of a `string,valid` CSV. Weights holding a NaN or an
+/// infinity are an error naming the tensor.
 pub fn evaluate_file(
     variant: Variant,
     readout: Readout,
     weights: &Path,
     data: &Path,
     batch_size: usize,
-) -> anyhow::Result<EvalReport> {
+) -> Result<EvalReport, EvalError> {
     let _torch = nn::TorchThreads::acquire(1);
     let config = nn::infer_config(variant, readout, weights)?;
     let model = RecurrentModel::load(config, weights)?;
@@ -141,7 +154,9 @@ pub fn evaluate_file(
         .iter()
         .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
         .collect();
-    anyhow::ensure!(!examples.is_empty(), "{} has no rows", data.display());
+    if examples.is_empty() {
+        return Err(EvalError::NoRows(data.to_path_buf()));
+    }
     let (loss, accuracy) = nn::evaluate(&model, &examples, batch_size.max(1))?;
     Ok(EvalReport {
         accuracy,

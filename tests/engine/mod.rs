@@ -1,5 +1,7 @@
 mod caching;
+mod faults;
 mod malformed;
+mod mounts;
 mod robustness;
 mod slurm;
 mod trust;

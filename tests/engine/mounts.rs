@@ -1,0 +1,90 @@
+//! A cache on a small or read-only filesystem (a tmpfs this test mounts; needs root, as on CI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{stderr, stdout, Sandbox};
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Mount {
+    at: PathBuf,
+}
+
+impl Mount {
+    /// `None` (after printing a visible skip line) where this machine cannot mount.
+    fn tmpfs(at: &Path, size: &str, test: &str) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "none"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: {test}: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Mount { at: at.to_path_buf() })
+    }
+
+    fn remount_read_only(&self) {
+        let ok = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.at)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+    }
+}
+
+#[test]
+fn a_command_that_fills_the_disk_says_so_and_leaves_nothing_behind() {
+    let sandbox = Sandbox::new();
+    let Some(_mount) = Mount::tmpfs(&sandbox.cache(), "4m", "disk full") else {
+        return;
+    };
+    sandbox.write(
+        "stages:\n  a:\n    uses: cmd\n    with: {run: 'echo filling; head -c 8000000 /dev/zero > \"$PIPE_OUT/big\"', outputs: {o: big}}\n",
+    );
+    let out = sandbox.cli(&["run", "pipeline.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(said.contains("disk holding the cache is full"), "{said}");
+    assert!(said.contains("filling"), "the log's tail is in the message: {said}");
+    let gc = sandbox.cli(&["gc"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let staging_dirs = std::fs::read_dir(sandbox.cache().join("staging"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .count();
+    assert_eq!(staging_dirs, 0);
+}
+
+#[test]
+fn a_read_only_cache_answers_status_and_show_and_refuses_run_clearly() {
+    let sandbox = Sandbox::new();
+    let Some(mount) = Mount::tmpfs(&sandbox.cache(), "8m", "read-only cache") else {
+        return;
+    };
+    sandbox.write(
+        "stages:\n  a:\n    uses: cmd\n    with: {run: 'echo hi > \"$PIPE_OUT/o\"', outputs: {o: o}}\n",
+    );
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    mount.remount_read_only();
+
+    let status = sandbox.cli(&["status", "pipeline.yaml"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(stdout(&status).contains("up to date"), "{}", stdout(&status));
+    let show = sandbox.cli(&["show", "pipeline.yaml", "a"]);
+    assert!(show.status.success(), "{}", stderr(&show));
+
+    let run = sandbox.cli(&["run", "pipeline.yaml"]);
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    assert!(stderr(&run).contains("read-only"), "{}", stderr(&run));
+}
