@@ -376,6 +376,9 @@ fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Prints every selected instance; an instance whose record cannot be read is reported on
+/// stderr and the others are still shown. Exit code 0, or 3 when any record was unreadable
+/// (a damaged cache; `pipe verify` and the next run repair it). An unknown selector is an error.
 fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
     let picked = plan.select(selector);
     if picked.is_empty() {
@@ -384,6 +387,9 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
             plan.stage_names().join(", ")
         );
     }
+    // A hash for display: its first 12 characters (all of a damaged, shorter one).
+    let short = |hash: &str| hash.get(..12).unwrap_or(hash).to_string();
+    let mut unreadable = 0;
     for i in picked {
         let instance = &plan.instances[i];
         println!(
@@ -396,12 +402,21 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
         if let Some((job, log)) = exec::slurm::last_job(store, &instance.artifact_dir()) {
             println!("  SLURM job {job}, log: {}", log.display());
         }
-        match store.latest_record(&instance.artifact_dir())? {
+        let record = match store.latest_record(&instance.artifact_dir()) {
+            Ok(record) => record,
+            Err(e) => {
+                unreadable += 1;
+                println!("  record unreadable (see stderr)");
+                eprintln!("error: {}: {e}", instance.name);
+                continue;
+            }
+        };
+        match record {
             None => println!("  not run yet in this cache"),
             Some(record) => {
                 println!(
                     "  key: {}  ran in {:.2}s",
-                    &record.key[..12],
+                    short(&record.key),
                     record.seconds
                 );
                 for (name, output) in &record.outputs {
@@ -410,7 +425,7 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
                         instance.artifact_dir(),
                         output.path,
                         human_bytes(output.size),
-                        &output.hash[..12]
+                        short(&output.hash)
                     );
                 }
                 if let Some(metrics) = &record.metrics {
@@ -425,6 +440,13 @@ fn show(plan: &Plan, store: &Store, selector: &str) -> Result<i32> {
                 }
             }
         }
+    }
+    if unreadable > 0 {
+        eprintln!(
+            "error: {unreadable} record(s) could not be read; `pipe verify` removes damaged \
+             records and the next `pipe run` recomputes them"
+        );
+        return Ok(EXIT_SYSTEM);
     }
     Ok(0)
 }

@@ -92,6 +92,7 @@ impl Job<'_> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        let inputs_before = input_stamps(&staging.join("in"));
         let clock = Instant::now();
         tracing::info!("{name}: running ({})", self.reason);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| instance.plugin.run(&mut ctx)));
@@ -108,6 +109,20 @@ impl Job<'_> {
                     .unwrap_or_default()
             )),
         };
+        // Inputs are hard links to cache objects: a stage that wrote into one has damaged the
+        // object, which must not be reused or stored as if nothing happened.
+        let changed = changed_inputs(&inputs_before, &input_stamps(&staging.join("in")));
+        let outcome = match (outcome, changed.is_empty()) {
+            (Ok(()), false) => Err(format!(
+                "the stage changed its input file(s) in place: {}; inputs are shared with the \
+                 cache, so write to $PIPE_OUT instead (the damaged cache objects are discarded)",
+                changed.join(", ")
+            )),
+            (outcome, _) => outcome,
+        };
+        if !changed.is_empty() {
+            self.discard_changed_inputs();
+        }
         if let Err(message) = outcome {
             let _ = fs::remove_dir_all(&staging);
             let _ = fs::remove_dir(&checkpoint_dir); // only if the stage left no resume state
@@ -120,11 +135,12 @@ impl Job<'_> {
             let stored = self
                 .store
                 .put_output(&path, &decl.path, &decl.name)
-                .map_err(|e| {
-                    fail(format!(
+                .map_err(|e| match e {
+                    crate::store::StoreError::MissingOutput { .. } => fail(format!(
                         "{e}; the stage finished without writing `{}`",
                         decl.path
-                    ))
+                    )),
+                    other => fail(other.to_string()),
                 })?;
             outputs.insert(decl.name.clone(), stored);
         }
@@ -149,6 +165,17 @@ impl Job<'_> {
             record,
             reason: self.reason,
         })
+    }
+
+    /// Removes the cache objects behind input files the stage changed, so whatever reuses them
+    /// next finds them missing and recomputes them.
+    fn discard_changed_inputs(&self) {
+        for output in self.upstream.values().flat_map(|o| o.values()) {
+            for damaged in self.store.damaged_objects(output) {
+                tracing::warn!("object {damaged} was changed by a stage; discarding it");
+                self.store.discard_object(&damaged);
+            }
+        }
     }
 
     /// Hard-links each input's objects under `in/<input>/`, with the producer's file name (one
@@ -208,4 +235,45 @@ impl Job<'_> {
         }
         Ok(inputs)
     }
+}
+
+/// (length, modification time) of every file under the staged inputs, by relative path.
+fn input_stamps(root: &Path) -> BTreeMap<String, (u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u64, i64, i64)>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                out.insert(
+                    rel.to_string_lossy().into_owned(),
+                    (meta.len(), meta.mtime(), meta.mtime_nsec()),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Input files whose length or modification time changed (a removed one is not a change: the
+/// object is untouched).
+fn changed_inputs(
+    before: &BTreeMap<String, (u64, i64, i64)>,
+    after: &BTreeMap<String, (u64, i64, i64)>,
+) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(path, stamp)| after.get(*path).is_some_and(|now| now != *stamp))
+        .map(|(path, _)| path.clone())
+        .collect()
 }

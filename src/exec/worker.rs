@@ -49,8 +49,13 @@ pub enum WorkerError {
          filesystem every node mounts at the same path"
     )]
     CacheNotVisible { host: String, path: PathBuf },
-    #[error("no job description {path}: was this key submitted by `pipe run --executor slurm`?")]
-    NoDescription { path: PathBuf },
+    #[error(
+        "no job description for key {key} ({path} does not exist): was it submitted by \
+         `pipe run --executor slurm` with this cache?"
+    )]
+    NoDescription { key: String, path: PathBuf },
+    #[error("`{0}` is not an instance key (keys are lowercase hexadecimal)")]
+    InvalidKey(String),
     #[error("job description {path} is unreadable: {message}")]
     BadDescription { path: PathBuf, message: String },
     #[error("the pipeline in the job description no longer plans:\n{0}")]
@@ -77,8 +82,8 @@ pub enum WorkerError {
 }
 
 impl WorkerError {
-    /// The exit code of `pipe exec`: 1 the instance failed, 3 the cache is not visible here,
-    /// 2 anything else about the job description.
+    /// The exit code of `pipe exec`: 1 the instance failed, 3 the cache directory is not visible
+    /// here, 2 anything else (no or an unreadable job description for the key, a changed key).
     pub fn exit_code(&self) -> i32 {
         match self {
             WorkerError::Failed { .. } => 1,
@@ -146,16 +151,37 @@ pub(super) fn describe(
 pub fn execute_described(cache: &Path, key: &str) -> Result<Record, WorkerError> {
     // Checked before `Store::open`, which would otherwise create an empty cache on a node that
     // does not mount the shared one.
-    if !cache.join("jobs").is_dir() {
+    if !cache.is_dir() {
         return Err(WorkerError::CacheNotVisible {
             host: hostname(),
             path: cache.to_path_buf(),
         });
     }
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(WorkerError::InvalidKey(key.to_string()));
+    }
+    // The cache is visible; a key nobody described is the caller's mistake, not the mount's.
+    let path = description_path(cache, key);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(WorkerError::NoDescription {
+                key: key.to_string(),
+                path,
+            })
+        }
+        Err(e) => {
+            return Err(WorkerError::BadDescription {
+                path,
+                message: e.to_string(),
+            })
+        }
+    };
     let store = Store::open(cache)?;
-    let path = description_path(store.root(), key);
-    let bytes =
-        std::fs::read(&path).map_err(|_| WorkerError::NoDescription { path: path.clone() })?;
     let description: JobDescription =
         serde_json::from_slice(&bytes).map_err(|e| WorkerError::BadDescription {
             path: path.clone(),

@@ -238,6 +238,14 @@ impl Builder<'_> {
                             .join(",")
                     )
                 };
+                if !names.insert(name.clone()) {
+                    self.diagnostics.push(self.source.at_key(
+                        &format!("{base}.foreach"),
+                        format!("duplicate instance `{name}`"),
+                        Some("each combination of `foreach` values must be unique".into()),
+                    ));
+                    continue;
+                }
                 if let Some(label) = &label {
                     if let Some(other) = labels.insert(label.clone(), name.clone()) {
                         self.diagnostics.push(
@@ -256,14 +264,6 @@ impl Builder<'_> {
                         );
                         continue;
                     }
-                }
-                if !names.insert(name.clone()) {
-                    self.diagnostics.push(self.source.at_key(
-                        &format!("{base}.foreach"),
-                        format!("duplicate instance `{name}`"),
-                        Some("each combination of `foreach` values must be unique".into()),
-                    ));
-                    continue;
                 }
                 let with = match spec::interpolate(&Value::Mapping(stage.with.clone()), &scope) {
                     Ok(w) => w,

@@ -153,12 +153,11 @@ impl Plugin for Cmd {
                     ),
                 ));
             }
-            if name.starts_with("PIPE_") {
+            if let Some(rest) = name.strip_prefix("PIPE_") {
                 return Err((
                     format!("env.{name}"),
                     format!(
-                        "`{name}` is reserved: pipe sets the `PIPE_` variables ($PIPE_OUT, $PIPE_IN_<NAME>, ...) itself; rename it, e.g. `MY_{}`",
-                        &name["PIPE_".len()..]
+                        "`{name}` is reserved: pipe sets the `PIPE_` variables ($PIPE_OUT, $PIPE_IN_<NAME>, ...) itself; rename it, e.g. `MY_{rest}`"
                     ),
                 ));
             }

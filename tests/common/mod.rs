@@ -1,5 +1,6 @@
 //! A sandbox directory with a pipeline file, a cache and an artifacts folder, driven either through
-//! the library or through the `pipe` binary.
+//! the library or through the `pipe` binary; and [`require`], how a test that needs an optional
+//! environment (SLURM, Chromium, the thesis's data) is ignored, run, or skipped visibly ([`Env`]).
 
 #![allow(dead_code)]
 
@@ -208,4 +209,95 @@ pub fn alive(pid: i32) -> bool {
             .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
+}
+
+/// An optional environment some tests need.
+///
+/// The rule for such tests, one mechanism for all of them:
+///
+/// * the test is `#[ignore = "needs …"]`, so a plain `cargo test` lists it as *ignored* (never
+///   as a pass that checked nothing), and its first line is `if !require(…) { return; }`;
+/// * `make test` sets the environment up where it can (Chromium from the Debian packages, a
+///   one-node SLURM cluster from `scripts/slurm-test-cluster.sh`, the thesis's data beside the
+///   clone) and then runs the ignored tests of each environment it has, by name, with
+///   `--ignored` and the environment's `PIPE_REQUIRE_*` variable set to 1;
+/// * under that variable a missing environment is a failure with the reason; without it (someone
+///   running `cargo test -- --ignored` by hand) the test prints `SKIPPED: <test>: needs <what>:
+///   <why>` to stderr and returns.
+#[derive(Clone, Copy, Debug)]
+pub enum Env {
+    /// A SLURM cluster that answers `sinfo` (`scripts/slurm-test-cluster.sh start`).
+    Slurm,
+    /// Headless Chromium on the PATH (`apt-get install chromium`).
+    Chromium,
+    /// The thesis's own data in `../shared/thesis-data` (or `PIPE_THESIS_DATA`).
+    ThesisData,
+}
+
+impl Env {
+    /// The variable that turns a missing environment into a failure.
+    pub fn require_var(self) -> &'static str {
+        match self {
+            Env::Slurm => "PIPE_REQUIRE_SLURM",
+            Env::Chromium => "PIPE_REQUIRE_CHROMIUM",
+            Env::ThesisData => "PIPE_REQUIRE_THESIS_DATA",
+        }
+    }
+
+    pub fn what(self) -> &'static str {
+        match self {
+            Env::Slurm => "a SLURM cluster (scripts/slurm-test-cluster.sh start)",
+            Env::Chromium => "headless Chromium (apt-get install chromium)",
+            Env::ThesisData => "the thesis's data (../shared/thesis-data or PIPE_THESIS_DATA)",
+        }
+    }
+}
+
+/// Whether `test` can run: `available` is `Err(why)` when `env` is missing. Missing, it panics
+/// if the environment's `PIPE_REQUIRE_*` variable is 1, else prints the skip line and returns
+/// false (see [`Env`]).
+pub fn require(test: &str, env: Env, available: Result<(), String>) -> bool {
+    let Err(why) = available else {
+        return true;
+    };
+    let required = std::env::var(env.require_var()).is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{test}: needs {}, but {why} ({}=1 says it must be there)",
+        env.what(),
+        env.require_var()
+    );
+    eprintln!("SKIPPED: {test}: needs {}: {why}", env.what());
+    false
+}
+
+/// `name` on the PATH, if it is there.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The thesis's data directory: `PIPE_THESIS_DATA` if set, else `../shared/thesis-data` beside
+/// the crate, else `/work/shared/thesis-data`; `Err` says where it looked.
+pub fn thesis_data_dir(needed: &str) -> Result<PathBuf, String> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("PIPE_THESIS_DATA") {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => vec![
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/thesis-data"),
+            PathBuf::from("/work/shared/thesis-data"),
+        ],
+    };
+    candidates
+        .iter()
+        .find(|dir| dir.join(needed).exists())
+        .cloned()
+        .ok_or_else(|| {
+            let looked: Vec<String> = candidates
+                .iter()
+                .map(|d| d.join(needed).display().to_string())
+                .collect();
+            format!("none of {} exists", looked.join(", "))
+        })
 }

@@ -114,16 +114,26 @@ fn kill_9_at_random_moments_loses_nothing_finished_and_leaves_a_clean_cache() {
 
         let store = pipe::Store::open(&sandbox.cache()).expect("store");
         let report = store.verify(false).expect("verify");
-        assert!(report.problems.is_empty(), "trial {trial}: {:?}", report.problems);
+        assert!(
+            report.problems.is_empty(),
+            "trial {trial}: {:?}",
+            report.problems
+        );
         let staging: Vec<_> = fs::read_dir(sandbox.cache().join("staging"))
             .expect("staging")
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
             .collect();
-        assert!(staging.is_empty(), "trial {trial}: staging left {staging:?}");
+        assert!(
+            staging.is_empty(),
+            "trial {trial}: staging left {staging:?}"
+        );
 
-        assert!(sandbox.read_artifact("big/large") == large, "trial {trial}: large output");
+        assert!(
+            sandbox.read_artifact("big/large") == large,
+            "trial {trial}: large output"
+        );
         for i in [1, 77, 200] {
             let expected: String = (i..=3000).map(|n| format!("{n}\n")).collect();
             assert_eq!(sandbox.read_artifact(&format!("big/tree/f{i}")), expected);

@@ -23,7 +23,9 @@ impl Mount {
             eprintln!("SKIPPED: {test}: cannot mount a tmpfs here (needs root)");
             return None;
         }
-        Some(Mount { at: at.to_path_buf() })
+        Some(Mount {
+            at: at.to_path_buf(),
+        })
     }
 
     fn remount_read_only(&self) {
@@ -55,7 +57,10 @@ fn a_command_that_fills_the_disk_says_so_and_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(1));
     let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(said.contains("disk holding the cache is full"), "{said}");
-    assert!(said.contains("filling"), "the log's tail is in the message: {said}");
+    assert!(
+        said.contains("filling"),
+        "the log's tail is in the message: {said}"
+    );
     let gc = sandbox.cli(&["gc"]);
     assert!(gc.status.success(), "{}", stderr(&gc));
     let staging_dirs = std::fs::read_dir(sandbox.cache().join("staging"))
@@ -80,7 +85,11 @@ fn a_read_only_cache_answers_status_and_show_and_refuses_run_clearly() {
 
     let status = sandbox.cli(&["status", "pipeline.yaml"]);
     assert!(status.status.success(), "{}", stderr(&status));
-    assert!(stdout(&status).contains("up to date"), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("up to date"),
+        "{}",
+        stdout(&status)
+    );
     let show = sandbox.cli(&["show", "pipeline.yaml", "a"]);
     assert!(show.status.success(), "{}", stderr(&show));
 

@@ -121,33 +121,80 @@ fn verify_reports_and_removes_damage_so_the_next_run_recomputes() {
     assert_eq!(sandbox.read_artifact("b/b"), "aaaa\naaaa\n");
 }
 
+/// Instances that say they started (a marker file) and then hold their run until the test
+/// creates `release`: no timing assumption decides what overlaps.
+const HELD_UNTIL_RELEASED: &str = r#"
+stages:
+  s:
+    uses: cmd
+    foreach: {k: [1, 2, 3]}
+    with:
+      run: |
+        touch "$PIPE_PROJECT/started"
+        for _ in $(seq 6000); do [ -f "$PIPE_PROJECT/release" ] && break; sleep 0.01; done
+        echo ${k} > "$PIPE_OUT/o"
+      outputs: {o: o}
+"#;
+
 #[test]
 fn concurrent_runs_on_one_cache_wait_and_both_succeed() {
+    use std::io::{BufRead, BufReader};
     let sandbox = Sandbox::new();
-    sandbox.write("stages:\n  s:\n    uses: cmd\n    foreach: {k: [1, 2, 3]}\n    with: {run: 'sleep 0.5; echo ${k} > $PIPE_OUT/o', outputs: {o: o}}\n");
+    sandbox.write(HELD_UNTIL_RELEASED);
+    let release = sandbox.path().join("release");
     let first = sandbox
         .cli_command(&["run", "pipeline.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let staging = sandbox.cache().join("staging");
-    wait_for("the first run to start", Duration::from_secs(20), || {
-        std::fs::read_dir(&staging)
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
+    // The first run holds the cache lock while an instance of it runs.
+    let started = sandbox.path().join("started");
+    wait_for("the first run to start", Duration::from_secs(60), || {
+        started.exists()
     });
-    let second = sandbox.cli(&["run", "pipeline.yaml"]);
+    let mut second = sandbox
+        .cli_command(&["run", "pipeline.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its stderr, line by line, until it says it waits (or ends, or a minute passes).
+    let (lines, received) = std::sync::mpsc::channel();
+    let second_stderr = second.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(second_stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let waited = loop {
+        match received.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains("waiting for another pipe process") => break true,
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    // Released either way, so a failing assertion never leaves the runs hanging.
+    std::fs::write(&release, b"").unwrap();
     let first = first.wait_with_output().unwrap();
-    assert!(first.status.success());
-    assert!(second.status.success(), "{}", stderr(&second));
+    let second_output = second.wait_with_output().unwrap();
+    let second_stderr = reader.join().unwrap();
+    assert!(waited, "the second run did not wait: {second_stderr}");
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(second_output.status.success(), "{second_stderr}");
     assert!(
-        stderr(&second).contains("waiting for another pipe process"),
+        stdout(&first).contains("3 ran, 0 cached"),
         "{}",
-        stderr(&second)
+        stdout(&first)
     );
     assert!(
-        stdout(&second).contains("0 ran, 3 cached"),
+        stdout(&second_output).contains("0 ran, 3 cached"),
         "{}",
-        stdout(&second)
+        stdout(&second_output)
     );
     assert_eq!(sandbox.record_count(), 3);
 }

@@ -2,8 +2,9 @@
 //! artifacts as the local executor, one array per fan-out, failures that stop only their
 //! dependents, and a killed coordinator whose jobs are adopted rather than resubmitted.
 //!
-//! Each test first asks `sinfo`; without an answering cluster it says why and passes, so the
-//! suite still runs on machines without SLURM.
+//! The tests that need the cluster are `#[ignore]`d; `make test` runs them when
+//! `scripts/slurm-test-cluster.sh start` succeeds, with `PIPE_REQUIRE_SLURM=1` (`common::Env`
+//! has the rule). The others (`pipe exec` without a cluster, validation) always run.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -12,24 +13,18 @@ use pipe::exec::{Executor, SlurmOptions};
 use pipe::spec::SlurmSettings;
 use pipe::{Outcome, Plan, RunOptions, RunSummary, Store};
 
-use crate::common::{sorted, stderr, stdout, Sandbox};
+use crate::common::{require, sorted, stderr, stdout, Env, Sandbox};
 
 use super::caching::HELLO;
 
-/// Whether a cluster answers; if not, says so plainly (the caller then passes).
+/// Whether a cluster answers (see `common::Env` for what happens when none does).
 fn cluster(test: &str) -> bool {
     // One `sinfo` per test binary: with slurmctld down it takes seconds to give up.
     static AVAILABLE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    match AVAILABLE.get_or_init(pipe::exec::slurm::cluster_available) {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!(
-                "skipping {test}: no SLURM cluster ({why}); start one with \
-                 `scripts/slurm-test-cluster.sh start`"
-            );
-            false
-        }
-    }
+    let available = AVAILABLE
+        .get_or_init(pipe::exec::slurm::cluster_available)
+        .clone();
+    require(test, Env::Slurm, available)
 }
 
 fn slurm_options() -> SlurmOptions {
@@ -70,6 +65,7 @@ fn submissions(sandbox: &Sandbox) -> Vec<(String, String)> {
 }
 
 #[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
 fn hello_pipeline_on_slurm_gives_the_local_artifacts() {
     if !cluster("hello_pipeline_on_slurm_gives_the_local_artifacts") {
         return;
@@ -114,6 +110,7 @@ fn hello_pipeline_on_slurm_gives_the_local_artifacts() {
 }
 
 #[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
 fn a_fan_out_of_twenty_is_one_job_array() {
     if !cluster("a_fan_out_of_twenty_is_one_job_array") {
         return;
@@ -140,6 +137,7 @@ fn a_fan_out_of_twenty_is_one_job_array() {
 }
 
 #[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
 fn a_failing_job_shows_its_log_and_stops_only_its_dependents() {
     if !cluster("a_failing_job_shows_its_log_and_stops_only_its_dependents") {
         return;
@@ -201,6 +199,7 @@ fn a_failing_job_shows_its_log_and_stops_only_its_dependents() {
 }
 
 #[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
 fn a_killed_coordinator_leaves_jobs_that_the_next_run_adopts() {
     if !cluster("a_killed_coordinator_leaves_jobs_that_the_next_run_adopts") {
         return;
@@ -268,6 +267,82 @@ fn exec_fails_clearly_when_the_cache_is_not_visible() {
     );
 }
 
+/// A cache this node sees but no description for the key: a mistaken key (exit 2), not a
+/// missing mount (exit 3), whether or not anything was ever submitted from that cache.
+#[test]
+fn exec_with_an_unknown_key_says_there_is_no_job_description() {
+    let sandbox = Sandbox::new();
+    sandbox.run(HELLO);
+    for submitted_before in [false, true] {
+        if submitted_before {
+            std::fs::create_dir_all(sandbox.cache().join("jobs")).expect("jobs dir");
+        }
+        let output = sandbox.cli(&["exec", "0123abcd"]);
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{message}");
+        assert!(
+            message.contains("no job description for key 0123abcd")
+                && message.contains("pipe run --executor slurm")
+                && !message.contains("cannot see"),
+            "{message}"
+        );
+    }
+    let output = sandbox.cli(&["exec", "../../etc/passwd"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is not an instance key"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `pipe show` (which also points to SLURM job logs) on a damaged cache: the unreadable record is
+/// reported, the other instances are still shown, and the exit code says it went wrong; an
+/// unknown stage is a usage error.
+#[test]
+fn show_reports_a_damaged_record_and_exits_non_zero() {
+    let sandbox = Sandbox::new();
+    let summary = sandbox.run(HELLO);
+    let key_of = |name: &str| {
+        summary
+            .reports
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.key.clone())
+            .unwrap_or_else(|| panic!("{name} is reported"))
+    };
+    let record = sandbox
+        .cache()
+        .join("records")
+        .join(format!("{}.json", key_of("words[alpha]")));
+    let text = std::fs::read(&record).expect("the record exists");
+    let mut permissions = std::fs::metadata(&record).expect("metadata").permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&record, permissions).expect("make the record writable");
+    std::fs::write(&record, &text[..text.len() / 2]).expect("truncate the record");
+
+    let output = sandbox.cli(&["show", "pipeline.yaml", "words"]);
+    let (out, err) = (stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(3), "{out}{err}");
+    assert!(
+        err.contains("words[alpha]") && err.contains(&record.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        out.contains(&key_of("words[gamma]")[..12]),
+        "the other instances are still shown: {out}"
+    );
+
+    let unknown = sandbox.cli(&["show", "pipeline.yaml", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("`nosuch` matches no stage"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
 #[test]
 fn executor_and_resources_are_validated_with_positions() {
     let sandbox = Sandbox::new();
@@ -295,6 +370,7 @@ fn executor_and_resources_are_validated_with_positions() {
 }
 
 #[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
 fn ctrl_c_cancels_the_jobs_of_the_run() {
     if !cluster("ctrl_c_cancels_the_jobs_of_the_run") {
         return;
@@ -349,6 +425,7 @@ fn ctrl_c_cancels_the_jobs_of_the_run() {
 }
 
 #[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
 fn max_jobs_caps_what_is_queued_at_once() {
     if !cluster("max_jobs_caps_what_is_queued_at_once") {
         return;

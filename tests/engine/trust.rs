@@ -268,3 +268,27 @@ fn a_command_that_leaves_a_background_job_does_not_write_after_it_is_stored() {
     assert!(!sandbox.path().join("late").exists());
     assert_eq!(sandbox.read_artifact("a/o"), "done\n");
 }
+
+#[test]
+fn a_command_that_writes_into_its_input_fails_and_the_damaged_object_is_recomputed() {
+    let sandbox = Sandbox::new();
+    let yaml = r#"
+stages:
+  up:
+    uses: cmd
+    with: {run: 'echo clean > "$PIPE_OUT/o"', outputs: {o: o}}
+  bad:
+    uses: cmd
+    inputs: {x: up.o}
+    with: {run: 'chmod u+w "$PIPE_IN_X"; echo dirt >> "$PIPE_IN_X"; echo y > "$PIPE_OUT/o"', outputs: {o: o}}
+"#;
+    let summary = sandbox.run(yaml);
+    assert_eq!(summary.failed(), vec!["bad"]);
+    let fixed = yaml.replace("echo dirt >> \"$PIPE_IN_X\"; ", "");
+    let (_, events) = sandbox.run_recorded(&fixed);
+    assert!(
+        finished(&events, ran).contains(&"up".to_string()),
+        "the damaged upstream object is recomputed: {events:?}"
+    );
+    assert_eq!(sandbox.read_artifact("up/o"), "clean\n");
+}

@@ -3,10 +3,12 @@
 //! and always the committed 40-graph subset in `tests/fixtures/`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use pipe::graph::{graph_properties, Graph, GraphFamily, PROPERTY_NAMES};
 use serde::Deserialize;
+
+use crate::common::{require, thesis_data_dir, Env};
 
 /// One graph of `graph_oracle.json` with the thesis's recorded row.
 #[derive(Deserialize)]
@@ -25,14 +27,6 @@ fn load_records(path: &Path) -> Vec<OracleRecord> {
         .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
     serde_json::from_str(&text)
         .unwrap_or_else(|error| panic!("cannot parse {}: {error}", path.display()))
-}
-
-/// `PIPE_THESIS_DATA` if set, else `../shared/thesis-data` beside the crate.
-fn thesis_data_dir() -> PathBuf {
-    std::env::var_os("PIPE_THESIS_DATA").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/thesis-data"),
-        PathBuf::from,
-    )
 }
 
 fn close(actual: f64, expected: f64) -> bool {
@@ -106,15 +100,18 @@ fn committed_subset_matches_the_thesis() {
 }
 
 #[test]
+#[ignore = "needs the thesis's data: make test runs it when ../shared/thesis-data is there"]
 fn all_thesis_graphs_match() {
-    let path = thesis_data_dir().join("graph_oracle.json");
-    if !path.exists() {
-        println!(
-            "skipped: {} not found (set PIPE_THESIS_DATA)",
-            path.display()
-        );
+    let dir = thesis_data_dir("graph_oracle.json");
+    if !require(
+        "all_thesis_graphs_match",
+        Env::ThesisData,
+        dir.as_ref().map(|_| ()).map_err(Clone::clone),
+    ) {
         return;
     }
+    let Ok(dir) = dir else { return };
+    let path = dir.join("graph_oracle.json");
     let records = load_records(&path);
     assert_eq!(records.len(), 800);
     check_records(&records);

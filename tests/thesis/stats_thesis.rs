@@ -1,9 +1,9 @@
 //! Replays the thesis's performance-prediction numbers (SPEC §5) from `thesis-data/results`:
 //! MinMax fitted on all 200 rows, the thesis's 20 test rows, Bayesian ridge R² as Table 6.5 to
 //! 4 decimals. Also prints the Pearson correlations per variant and, for information, forest and
-//! AdaBoost R² and a 10-fold cross-validated R². Skips (with a message) when the data is absent.
+//! AdaBoost R² and a 10-fold cross-validated R². Needs the data (`common::Env::ThesisData`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ndarray::{Array1, Array2};
 use pipe::stats::{
@@ -11,6 +11,8 @@ use pipe::stats::{
     AdaBoostRegressorParams, BayesianRidgeParams, RandomForestRegressorParams, Regressor,
     ScalerFit,
 };
+
+use crate::common::{require, thesis_data_dir, Env};
 
 const FIRST_PROPERTY: &str = "layers";
 const LAST_PROPERTY: &str = "edge_betweenness_std";
@@ -23,13 +25,6 @@ const THESIS_BAYES_R2: [(&str, f64); 4] = [
     ("gru", 0.67225),
     ("lstm", 0.37206),
 ];
-
-fn thesis_data() -> Option<PathBuf> {
-    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/thesis-data");
-    [beside, PathBuf::from("/work/shared/thesis-data")]
-        .into_iter()
-        .find(|path| path.join("results").is_dir())
-}
 
 struct PropertyTable {
     names: Vec<String>,
@@ -88,13 +83,17 @@ fn read_test_rows(path: &Path) -> Vec<usize> {
 }
 
 #[test]
+#[ignore = "needs the thesis's data: make test runs it when ../shared/thesis-data is there"]
 fn bayesian_ridge_reproduces_thesis_table_6_5() {
-    let Some(data) = thesis_data() else {
-        eprintln!(
-            "skipping: thesis-data not found beside the crate or at /work/shared/thesis-data"
-        );
+    let data = thesis_data_dir("results");
+    if !require(
+        "bayesian_ridge_reproduces_thesis_table_6_5",
+        Env::ThesisData,
+        data.as_ref().map(|_| ()).map_err(Clone::clone),
+    ) {
         return;
-    };
+    }
+    let Ok(data) = data else { return };
     let results = data.join("results");
     let test_rows = read_test_rows(&results.join("regression/test_rows_random_state_7.csv"));
     assert_eq!(test_rows.len(), 20);

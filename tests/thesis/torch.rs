@@ -6,5 +6,4 @@ fn libtorch_runs_a_tensor_operation() {
     let b = tch::Tensor::from_slice(&[4.0f32, 5.0, 6.0]);
     let dot = a.dot(&b).double_value(&[]);
     assert_eq!(dot, 32.0);
-    assert_eq!(tch::Cuda::is_available(), tch::Cuda::device_count() > 0);
 }

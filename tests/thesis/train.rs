@@ -1,6 +1,6 @@
 //! `rnn.train` as a stage: deterministic bytes, resume after a kill, metrics, and `pipe eval`.
 
-use crate::common::{run_and_kill_at_checkpoint, stdout, Sandbox};
+use crate::common::{run_and_kill_at_checkpoint, stderr, stdout, Sandbox};
 
 fn pipeline(epochs: usize) -> String {
     format!(
@@ -153,4 +153,98 @@ fn an_instance_gives_the_same_bytes_whatever_runs_beside_it() {
         trained_bytes(&alone_two, "two"),
         "threads: 2 beside threads: 1 differs from threads: 2 alone"
     );
+}
+
+/// `pipe eval` on damaged weights: every cause is said once, a missing tensor names the shape
+/// it should have, and NaN or infinite weights are an error naming the tensor (not an accuracy).
+#[test]
+fn eval_errors_say_each_cause_once_and_reject_non_finite_weights() {
+    use pipe::nn::{ModelConfig, RecurrentModel, Variant};
+    use tch::Tensor;
+
+    let sandbox = Sandbox::new();
+    let data = sandbox.path().join("data.csv");
+    std::fs::write(&data, "string,valid\nBTSSXXTVVE,1\nBPVVE,1\nBTXXE,0\n").unwrap();
+    let eval = |weights: &std::path::Path| {
+        let output = sandbox.cli(&[
+            "eval",
+            "--variant",
+            "gru",
+            "--weights",
+            &weights.display().to_string(),
+            "--data",
+            &data.display().to_string(),
+        ]);
+        (output.status.code(), stdout(&output), stderr(&output))
+    };
+    let mut config = ModelConfig::thesis(Variant::Gru);
+    config.hidden_size = 6;
+    config.embedding_dim = 4;
+    config.num_layers = 2;
+    let good = sandbox.path().join("good.safetensors");
+    RecurrentModel::new(config, 1).unwrap().save(&good).unwrap();
+    let (code, out, err) = eval(&good);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("accuracy: 0."), "{out}");
+    let tensors = Tensor::read_safetensors(&good).unwrap();
+    let write = |name: &str, edit: &dyn Fn(&str, &Tensor) -> Option<Tensor>| {
+        let kept: Vec<(String, Tensor)> = tensors
+            .iter()
+            .filter_map(|(n, t)| edit(n, t).map(|t| (n.clone(), t)))
+            .collect();
+        let path = sandbox.path().join(name);
+        Tensor::write_safetensors(&kept, &path).unwrap();
+        path
+    };
+
+    let garbage = sandbox.path().join("garbage.safetensors");
+    std::fs::write(&garbage, [0xffu8; 64]).unwrap();
+    let (code, out, err) = eval(&garbage);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("garbage.safetensors"), "{err}");
+    assert_eq!(err.matches("HeaderTooLarge").count(), 1, "said once: {err}");
+    assert_eq!(
+        err.matches("garbage.safetensors").count(),
+        1,
+        "said once: {err}"
+    );
+
+    let no_bias = write("no-bias.safetensors", &|n, t| {
+        (n != "rnn.bias_hh_l1").then(|| t.shallow_clone())
+    });
+    let (code, _, err) = eval(&no_bias);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`rnn.bias_hh_l1` is missing (expected shape [18])"),
+        "{err}"
+    );
+    let no_embedding = write("no-embedding.safetensors", &|n, t| {
+        (n != "embedding.weight").then(|| t.shallow_clone())
+    });
+    let (code, _, err) = eval(&no_embedding);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("`embedding.weight` is missing (expected shape [128, E]"),
+        "{err}"
+    );
+
+    for (file, value) in [
+        ("nan.safetensors", f32::NAN),
+        ("inf.safetensors", f32::INFINITY),
+    ] {
+        let poisoned = write(file, &|n, t| {
+            let t = t.copy();
+            if n == "rnn.weight_hh_l1" {
+                let _ = t.get(2).get(3).fill_(f64::from(value));
+            }
+            Some(t)
+        });
+        let (code, out, err) = eval(&poisoned);
+        assert_eq!(code, Some(2), "{file}: {out}{err}");
+        assert!(!out.contains("accuracy"), "{file}: {out}");
+        assert!(
+            err.contains("tensor `rnn.weight_hh_l1` has 1 non-finite values"),
+            "{file}: {err}"
+        );
+    }
 }
