@@ -97,3 +97,48 @@ fn a_read_only_cache_answers_status_and_show_and_refuses_run_clearly() {
     assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
     assert!(stderr(&run).contains("read-only"), "{}", stderr(&run));
 }
+
+#[test]
+fn a_record_write_that_hits_a_full_disk_leaves_nothing_gc_cannot_remove() {
+    let sandbox = Sandbox::new();
+    let Some(_mount) = Mount::tmpfs(&sandbox.cache(), "4m", "record write on a full disk") else {
+        return;
+    };
+    // The output fills the disk to the last byte; storing it is a rename, the record is not.
+    sandbox.write(
+        "stages:\n  a:\n    uses: cmd\n    with: {run: 'head -c 8000000 /dev/urandom > \"$PIPE_OUT/big\" || true', outputs: {o: big}}\n",
+    );
+    let out = sandbox.cli(&["run", "pipeline.yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("No space left") || stderr(&out).contains("No space left"));
+    let leftovers = |dir: &str| -> Vec<String> {
+        std::fs::read_dir(sandbox.cache().join(dir))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect()
+    };
+    assert!(
+        leftovers("records").is_empty(),
+        "{:?}",
+        leftovers("records")
+    );
+    let gc = sandbox.cli(&["gc"]);
+    assert!(gc.status.success(), "{}", stderr(&gc));
+    let objects = walk_files(&sandbox.cache().join("objects"));
+    assert!(objects.is_empty(), "gc left {objects:?}");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
