@@ -48,7 +48,7 @@ pub enum Command {
     Run {
         file: PathBuf,
         /// Parallel thread slots (default: settings.jobs, else the number of cores)
-        #[arg(short, long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        #[arg(short, long, value_parser = positive_count)]
         jobs: Option<usize>,
         /// Recompute this stage or instance even if cached (repeatable)
         #[arg(long)]
@@ -107,6 +107,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A count of at least 1, with a message that says so.
+fn positive_count(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (it is the number of parallel thread slots)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
