@@ -232,6 +232,8 @@ pub enum Env {
     Chromium,
     /// The thesis's own data in `../shared/thesis-data` (or `PIPE_THESIS_DATA`).
     ThesisData,
+    /// Permission to mount a tmpfs (root, as on CI): a cache on a full or read-only disk.
+    Mount,
 }
 
 impl Env {
@@ -241,6 +243,7 @@ impl Env {
             Env::Slurm => "PIPE_REQUIRE_SLURM",
             Env::Chromium => "PIPE_REQUIRE_CHROMIUM",
             Env::ThesisData => "PIPE_REQUIRE_THESIS_DATA",
+            Env::Mount => "PIPE_REQUIRE_MOUNT",
         }
     }
 
@@ -249,6 +252,7 @@ impl Env {
             Env::Slurm => "a SLURM cluster (scripts/slurm-test-cluster.sh start)",
             Env::Chromium => "headless Chromium (apt-get install chromium)",
             Env::ThesisData => "the thesis's data (../shared/thesis-data or PIPE_THESIS_DATA)",
+            Env::Mount => "permission to mount a tmpfs (root)",
         }
     }
 }
