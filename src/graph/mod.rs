@@ -170,6 +170,9 @@ pub enum GraphError {
     /// Barabási–Albert needs `1 <= m < n`.
     #[error("Barabási–Albert needs 1 <= m < n, got n = {n}, m = {m}")]
     InvalidBarabasiAlbert { n: usize, m: usize },
+    /// A `graphs.json` that cannot be read or is not a graph list.
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
     /// Watts–Strogatz needs `2 <= k < n` and a probability `p` in `[0, 1]`.
     #[error("Watts–Strogatz needs 2 <= k < n and 0 <= p <= 1, got n = {n}, k = {k}, p = {p}")]
     InvalidWattsStrogatz { n: usize, k: usize, p: f64 },
@@ -184,6 +187,21 @@ pub enum GraphError {
     /// The node-count range to draw `n` from is empty.
     #[error("node range {min}..={max} is empty")]
     EmptyNodeRange { min: usize, max: usize },
+}
+
+/// Reads and validates a `graphs.json` (a list of [`Graph`]s, as `graph.random` writes it).
+pub fn read_graphs(path: &std::path::Path) -> Result<Vec<Graph>, GraphError> {
+    let file_error = |message: String| GraphError::File {
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| file_error(format!("cannot read: {e}")))?;
+    let graphs: Vec<Graph> =
+        serde_json::from_slice(&bytes).map_err(|e| file_error(format!("not a graph list: {e}")))?;
+    for g in &graphs {
+        g.validate()?;
+    }
+    Ok(graphs)
 }
 
 #[cfg(test)]

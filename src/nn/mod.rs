@@ -12,6 +12,7 @@
 
 pub mod adam;
 pub mod cell;
+pub mod examples;
 pub mod model;
 pub mod native;
 pub mod prune;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 
 pub use adam::{Adam, AdamConfig};
 pub use cell::{CellEngine, LayerWeights, Variant};
+pub use examples::{defaults, load_examples, ExamplesError};
 pub use model::{
     infer_config, mask_name, EmbeddingInit, ModelConfig, Readout, RecurrentModel, WeightKind,
 };

@@ -568,6 +568,12 @@ pub fn clip_grad_norm_per_member(
     Ok(())
 }
 
+/// Whether `acc` is within `tolerance_points` percentage points below `reference`: the rule for
+/// a "safe" pruning level.
+pub fn within_tolerance(acc: f64, reference: f64, tolerance_points: f64) -> bool {
+    acc + 1e-9 >= reference - tolerance_points / 100.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -587,7 +587,7 @@ fn safe_level(after_pruning: &[(f64, f64)], unpruned: Option<f64>) -> Option<f64
     after_pruning
         .iter()
         .filter(|(_, acc)| {
-            crate::stages::prune::within_tolerance(*acc, unpruned, SAFE_TOLERANCE_POINTS)
+            crate::nn::prune::within_tolerance(*acc, unpruned, SAFE_TOLERANCE_POINTS)
         })
         .map(|(level, _)| *level)
         .reduce(f64::max)

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::graph::{self, GenerationConfig, Graph, PROPERTY_NAMES};
+use crate::graph::{self, GenerationConfig, PROPERTY_NAMES};
 use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct RandomGraphs;
@@ -35,18 +35,6 @@ impl Plugin for RandomGraphs {
     }
 }
 
-/// Reads a `graphs.json` written by `graph.random`.
-pub fn read_graphs(path: &std::path::Path) -> Result<Vec<Graph>, StageError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| StageError::io(format!("cannot read {}", path.display()), e))?;
-    let graphs: Vec<Graph> = serde_json::from_slice(&bytes)
-        .map_err(|e| StageError::Failed(format!("{} is not a graph list: {e}", path.display())))?;
-    for g in &graphs {
-        g.validate().map_err(StageError::failed)?;
-    }
-    Ok(graphs)
-}
-
 pub struct GraphProperties;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -74,7 +62,7 @@ impl Plugin for GraphProperties {
     }
 
     fn run(&self, _: NoParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let graphs = read_graphs(ctx.input("graphs")?)?;
+        let graphs = crate::graph::read_graphs(ctx.input("graphs")?).map_err(StageError::failed)?;
         let properties = graph::properties_many(&graphs);
         let path = ctx.output("properties.csv");
         let mut writer = csv::Writer::from_path(&path).map_err(StageError::failed)?;

@@ -16,13 +16,14 @@ use serde::{Deserialize, Serialize};
 use rayon::prelude::*;
 
 use crate::nn::native::{NativeBatch, NativeNetwork, NativePass};
+use crate::nn::prune::within_tolerance;
 use crate::nn::{
     self, epoch_order, magnitude_masks, pruned_copy, sparsity, Adam, AdamConfig, EpochMetrics,
     Example, ModelConfig, NnResult, PruneTarget, RecurrentModel, StackedModels, ThresholdScope,
     Variant,
 };
+use crate::nn::{defaults, load_examples};
 use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
-use crate::stages::train::{defaults, load_examples};
 
 pub struct Prune;
 
@@ -613,9 +614,6 @@ pub struct LevelSummary {
 
 /// `acc >= reference − tolerance points`, with a little slack so that accuracies that are equal
 /// as fractions of the test set are not split by float rounding of the subtraction.
-pub fn within_tolerance(acc: f64, reference: f64, tolerance_points: f64) -> bool {
-    acc + 1e-9 >= reference - tolerance_points / 100.0
-}
 
 pub fn summarise(result: &LevelResult, unpruned_acc: f64, tolerance: f64) -> LevelSummary {
     let retrained = result.history.iter().filter(|m| m.epoch > 0);
@@ -800,7 +798,7 @@ impl Plugin for Prune {
         let _torch = nn::TorchThreads::acquire(params.threads);
         let config = read_config(ctx.input("config")?)?;
         let base = RecurrentModel::load(config, ctx.input("model")?).map_err(StageError::failed)?;
-        let (train, test) = load_examples(ctx.input("data")?)?;
+        let (train, test) = load_examples(ctx.input("data")?).map_err(StageError::failed)?;
         let (unpruned_loss, unpruned_acc) =
             nn::evaluate(&base, &test, params.batch_size).map_err(StageError::failed)?;
         let settings = SweepSettings::from_params(&params, ctx.seed);

@@ -20,10 +20,9 @@ use crate::nn::native::{train_and_evaluate_epoch, NativeNetwork, TrainingSetting
 use crate::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
+use crate::nn::{defaults, load_examples};
 use crate::nn::{Adam, AdamConfig, Readout, Variant};
 use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
-use crate::stages::graphs::read_graphs;
-use crate::stages::train::load_examples;
 
 pub struct TrainRandom;
 
@@ -33,9 +32,9 @@ pub struct TrainRandom;
 pub struct TrainRandomParams {
     /// rnn_tanh | rnn_relu | lstm | gru
     pub variant: Variant,
-    #[serde(default = "defaults::epochs")]
+    #[serde(default = "random_defaults::epochs")]
     pub epochs: usize,
-    #[serde(default = "defaults::batch_size")]
+    #[serde(default = "random_defaults::batch_size")]
     pub batch_size: usize,
     #[serde(default = "defaults::lr")]
     pub lr: f64,
@@ -51,7 +50,7 @@ pub struct TrainRandomParams {
     pub engine: RandomEngine,
     /// Networks per group: the unit of checkpointing (and, for the tensor engine, of batching:
     /// there results differ from other group sizes in the last bits of the floats).
-    #[serde(default = "defaults::group_size")]
+    #[serde(default = "random_defaults::group_size")]
     pub group_size: usize,
     /// Only the first N graphs of each family (quick runs); all when absent.
     #[serde(default)]
@@ -87,27 +86,19 @@ pub enum RandomEngine {
     Tensor,
 }
 
-mod defaults {
+/// Where random networks differ from base training (thesis §4); the rest is [`nn::defaults`].
+mod random_defaults {
     pub fn epochs() -> usize {
         15
     }
     pub fn batch_size() -> usize {
         128
     }
-    pub fn lr() -> f64 {
-        0.001
-    }
-    pub fn clip() -> f64 {
-        5.0
-    }
     /// Small enough that a kill loses little (8 LSTM networks × 15 epochs ≈ 2 minutes on one
     /// thread natively) and a multiple of common thread counts. For the tensor engine 2–4 is
     /// fastest (`pipe-bench structure`: larger groups lose more to padding than they save).
     pub fn group_size() -> usize {
         8
-    }
-    pub fn threads() -> usize {
-        1
     }
 }
 
@@ -260,14 +251,17 @@ impl Plugin for TrainRandom {
     fn run(&self, params: TrainRandomParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
         // Held for the whole run: the tensor engine computes on libtorch with `threads` threads.
         let _torch = crate::nn::TorchThreads::acquire(params.threads);
-        let graphs = select_graphs(read_graphs(ctx.input("graphs")?)?, params.limit);
+        let graphs = select_graphs(
+            crate::graph::read_graphs(ctx.input("graphs")?).map_err(StageError::failed)?,
+            params.limit,
+        );
         if graphs.is_empty() {
             return Err(StageError::Failed(format!(
                 "{} holds no graphs",
                 ctx.input("graphs")?.display()
             )));
         }
-        let (train, test) = load_examples(ctx.input("data")?)?;
+        let (train, test) = load_examples(ctx.input("data")?).map_err(StageError::failed)?;
         let structures = graphs
             .iter()
             .map(|g| {

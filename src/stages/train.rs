@@ -2,13 +2,14 @@
 //! evaluating on the test split after every epoch, checkpointing every epoch so a killed run
 //! resumes at its last finished epoch and ends byte-identical to an uninterrupted one.
 
+use crate::nn::{defaults, load_examples};
 use std::path::Path;
 use std::time::Instant;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, Split};
+use crate::data::Dataset;
 use crate::nn::{
     self, Adam, AdamConfig, CellEngine, EmbeddingInit, EpochMetrics, Example, ModelConfig, Readout,
     RecurrentModel, TrainingProgress, Variant,
@@ -54,30 +55,6 @@ pub struct TrainParams {
     pub threads: usize,
 }
 
-pub(crate) mod defaults {
-    pub fn layers() -> i64 {
-        3
-    }
-    pub fn width() -> i64 {
-        50
-    }
-    pub fn epochs() -> usize {
-        50
-    }
-    pub fn batch_size() -> usize {
-        32
-    }
-    pub fn lr() -> f64 {
-        0.001
-    }
-    pub fn clip() -> f64 {
-        5.0
-    }
-    pub fn threads() -> usize {
-        1
-    }
-}
-
 impl TrainParams {
     pub fn model_config(&self) -> ModelConfig {
         ModelConfig {
@@ -94,27 +71,6 @@ impl TrainParams {
             embedding_init: self.embedding_init,
         }
     }
-}
-
-/// The train and test examples of a `dataset.csv`.
-pub fn load_examples(path: &Path) -> Result<(Vec<Example>, Vec<Example>), StageError> {
-    let dataset = Dataset::read_csv(path).map_err(StageError::failed)?;
-    let pick = |split: Split| -> Vec<Example> {
-        dataset
-            .split_rows(split)
-            .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
-            .collect()
-    };
-    let (train, test) = (pick(Split::Train), pick(Split::Test));
-    if train.is_empty() || test.is_empty() {
-        return Err(StageError::Failed(format!(
-            "{} needs both train and test rows (found {} and {})",
-            path.display(),
-            train.len(),
-            test.len()
-        )));
-    }
-    Ok((train, test))
 }
 
 /// The result of `pipe eval`.
@@ -253,7 +209,7 @@ impl Plugin for Train {
         // Held until the outputs are written: every tensor of this instance is computed with
         // exactly `threads` libtorch threads, whatever runs beside it.
         let _torch = nn::TorchThreads::acquire(params.threads);
-        let (train, test) = load_examples(ctx.input("data")?)?;
+        let (train, test) = load_examples(ctx.input("data")?).map_err(StageError::failed)?;
         let config = params.model_config();
         let mut model =
             RecurrentModel::new(config.clone(), ctx.seed).map_err(StageError::failed)?;
