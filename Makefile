@@ -21,7 +21,7 @@ test: setup
 	  || echo "chromium not installed: the report screenshot test stays ignored"
 	@status=0; slurm=0; \
 	  if ./scripts/slurm-test-cluster.sh start; then slurm=1; else echo "no SLURM test cluster: the SLURM tests stay ignored"; fi; \
-	  $(CARGO) test --release -- --test-threads=2 || status=$$?; \
+	  $(CARGO) test --release --workspace -- --test-threads=2 || status=$$?; \
 	  if [ $$slurm = 1 ]; then PIPE_REQUIRE_SLURM=1 $(CARGO) test --release --test tests -- --ignored --test-threads=2 engine::slurm:: || status=$$?; fi; \
 	  if command -v chromium >/dev/null; then PIPE_REQUIRE_CHROMIUM=1 $(CARGO) test --release --test tests -- --ignored thesis::analysis::report_opens_in_headless_chromium || status=$$?; fi; \
 	  if [ -n "$$(ls -A ../shared/thesis-data 2>/dev/null)" ]; then PIPE_REQUIRE_THESIS_DATA=1 $(CARGO) test --release --test tests -- --ignored thesis::graph_oracle:: thesis::stats_thesis:: || status=$$?; \
@@ -44,8 +44,8 @@ bench: setup
 	  ./scripts/slurm-test-cluster.sh stop; exit $$status
 
 lint: setup
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt

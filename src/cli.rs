@@ -14,7 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::exec::{self, Event, Outcome, RunOptions, RunSummary, Status};
 use crate::plan::{render_dag, DagFormat, Plan};
-use crate::stage::{describe_params, registry, InputSpec};
+use crate::stage::{describe_params, InputSpec};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
@@ -187,6 +187,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32> {
+    let registry = crate::registry();
     match &cli.command {
         Command::Run {
             file,
@@ -196,7 +197,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             dry_run,
             executor,
         } => {
-            let plan = Plan::load(file)?;
+            let plan = Plan::load(&registry, file)?;
             let store = open_store(&cli.cache)?;
             if *dry_run {
                 print_status(&plan, &store, force)?;
@@ -229,7 +230,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print_summary(&summary, &cli.artifacts);
             Ok(if summary.success() { 0 } else { 1 })
         }
-        Command::Exec { key } => match exec::execute_described(&cli.cache, key) {
+        Command::Exec { key } => match exec::execute_described(&registry, &cli.cache, key) {
             Ok(_) => Ok(0),
             Err(e) => {
                 eprintln!("pipe exec: error: {e}");
@@ -237,19 +238,23 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             }
         },
         Command::Status { file, force } => {
-            let plan = Plan::load(file)?;
+            let plan = Plan::load(&registry, file)?;
             let store = open_store(&cli.cache)?;
             print_status(&plan, &store, force)?;
             Ok(0)
         }
         Command::Dag { file, format } => {
-            let plan = Plan::load(file)?;
+            let plan = Plan::load(&registry, file)?;
             print!("{}", render_dag(&plan, *format));
             Ok(0)
         }
-        Command::Show { file, stage } => show(&Plan::load(file)?, &open_store(&cli.cache)?, stage),
+        Command::Show { file, stage } => show(
+            &Plan::load(&registry, file)?,
+            &open_store(&cli.cache)?,
+            stage,
+        ),
         Command::Plugins => {
-            for stage in registry().all() {
+            for stage in registry.all() {
                 println!(
                     "{} (v{}) — {}",
                     stage.kind(),

@@ -1,23 +1,21 @@
 //! `pipe`: a declarative pipeline orchestrator for machine-learning experiments.
 //!
-//! A pipeline file ([`spec`]) expands into a validated DAG of stage instances ([`plan`]); the
-//! executor ([`exec`]) reuses what the content-addressed cache ([`store`]) already holds and runs
-//! the rest through stage plugins ([`stage`], [`stages`]).
+//! The engine ([`pipe_engine`]) and the thesis plugins ([`pipe_thesis`]) are crates of their own;
+//! this crate is the command line ([`cli`]) and [`registry`], which puts both sets of plugins
+//! into the one registry the binary passes to the engine. The re-exports keep one path for
+//! everything (`pipe::plan`, `pipe::nn`, …).
 
-pub mod analysis;
 pub mod cli;
-pub mod data;
-pub mod exec;
-pub mod graph;
-pub mod nn;
-pub mod plan;
-pub mod report;
-pub mod spec;
-pub mod stage;
-pub mod stages;
-pub mod stats;
-pub mod store;
 
-pub use exec::{run, run_with, Event, EventRecord, Executor, Outcome, RunOptions, RunSummary};
-pub use plan::Plan;
-pub use store::Store;
+pub use pipe_engine::{
+    cmd, exec, plan, run, run_with, spec, stage, store, Event, EventRecord, Executor, Outcome,
+    Plan, Registry, RunOptions, RunSummary, Store,
+};
+pub use pipe_thesis::{analysis, data, graph, nn, report, stages, stats};
+
+/// Every plugin `pipe` ships: the engine's `cmd` and the thesis's plugins.
+pub fn registry() -> Registry {
+    let mut registry = Registry::with_cmd();
+    pipe_thesis::register(&mut registry);
+    registry
+}

@@ -52,8 +52,11 @@ fn printed_tables() -> BTreeMap<(String, String), f64> {
 #[test]
 fn thesis_analysis_pipeline_reproduces_tables_6_1_to_6_5() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let plan = Plan::load(&repo().join("pipelines/analysis-thesis.yaml"))
-        .unwrap_or_else(|e| panic!("plan failed:\n{e}"));
+    let plan = Plan::load(
+        &pipe::registry(),
+        &repo().join("pipelines/analysis-thesis.yaml"),
+    )
+    .unwrap_or_else(|e| panic!("plan failed:\n{e}"));
     let store = Store::open(&dir.path().join("cache")).expect("store");
     let artifacts = dir.path().join("artifacts");
     let options = RunOptions {

@@ -6,18 +6,21 @@ use crate::analysis::Table;
 
 use super::{Variant, VariantText};
 
-const PRUNE_RNN_TANH: &str = include_str!("../../data/thesis/results/prune/rnn_tanh.csv");
-const PRUNE_RNN_RELU: &str = include_str!("../../data/thesis/results/prune/rnn_relu.csv");
-const PRUNE_LSTM: &str = include_str!("../../data/thesis/results/prune/lstm.csv");
-const PRUNE_GRU: &str = include_str!("../../data/thesis/results/prune/gru.csv");
-const STRUCTURE_RNN_TANH: &str = include_str!("../../data/thesis/results/structure/rnn_tanh.csv");
-const STRUCTURE_RNN_RELU: &str = include_str!("../../data/thesis/results/structure/rnn_relu.csv");
-const STRUCTURE_LSTM: &str = include_str!("../../data/thesis/results/structure/lstm.csv");
-const STRUCTURE_GRU: &str = include_str!("../../data/thesis/results/structure/gru.csv");
-const R_SQUARED: &str = include_str!("../../data/thesis/results/regression/r_squared.csv");
+const PRUNE_RNN_TANH: &str = include_str!("../../../../data/thesis/results/prune/rnn_tanh.csv");
+const PRUNE_RNN_RELU: &str = include_str!("../../../../data/thesis/results/prune/rnn_relu.csv");
+const PRUNE_LSTM: &str = include_str!("../../../../data/thesis/results/prune/lstm.csv");
+const PRUNE_GRU: &str = include_str!("../../../../data/thesis/results/prune/gru.csv");
+const STRUCTURE_RNN_TANH: &str =
+    include_str!("../../../../data/thesis/results/structure/rnn_tanh.csv");
+const STRUCTURE_RNN_RELU: &str =
+    include_str!("../../../../data/thesis/results/structure/rnn_relu.csv");
+const STRUCTURE_LSTM: &str = include_str!("../../../../data/thesis/results/structure/lstm.csv");
+const STRUCTURE_GRU: &str = include_str!("../../../../data/thesis/results/structure/gru.csv");
+const R_SQUARED: &str = include_str!("../../../../data/thesis/results/regression/r_squared.csv");
 const RF_SUBSETS: &str =
-    include_str!("../../data/thesis/results/regression/rf_subsets_r_squared.csv");
-const PEARSON_TEXT: &str = include_str!("../../data/thesis/text_tables/tables_6_1_to_6_4.csv");
+    include_str!("../../../../data/thesis/results/regression/rf_subsets_r_squared.csv");
+const PEARSON_TEXT: &str =
+    include_str!("../../../../data/thesis/text_tables/tables_6_1_to_6_4.csv");
 
 /// Highest "safe" pruning percentage per mode (both, ih, hh), thesis ch. 7.2 (SPEC §3).
 pub fn safe_prune_percent(variant: Variant) -> [u32; 3] {

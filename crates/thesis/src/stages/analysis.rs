@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::{self, format_value, RegressionSettings, Table, TARGET};
-use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 use crate::stats::ScalerFit;
+use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 fn read_table(path: &std::path::Path) -> Result<Table, StageError> {
     Table::read(path).map_err(StageError::failed)

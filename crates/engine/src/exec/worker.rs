@@ -148,7 +148,11 @@ pub(super) fn describe(
 
 /// Runs the instance described under `key` in the cache at `cache`, printing progress to
 /// stderr. An instance whose record already exists is not run again.
-pub fn execute_described(cache: &Path, key: &str) -> Result<Record, WorkerError> {
+pub fn execute_described(
+    registry: &crate::stage::Registry,
+    cache: &Path,
+    key: &str,
+) -> Result<Record, WorkerError> {
     // Checked before `Store::open`, which would otherwise create an empty cache on a node that
     // does not mount the shared one.
     if !cache.is_dir() {
@@ -198,7 +202,7 @@ pub fn execute_described(cache: &Path, key: &str) -> Result<Record, WorkerError>
     }
     let source = SourceFile::parse(&description.pipeline, &description.pipeline_text)
         .map_err(WorkerError::Plan)?;
-    let plan = Plan::from_source(source).map_err(WorkerError::Plan)?;
+    let plan = Plan::from_source(registry, source).map_err(WorkerError::Plan)?;
     let instance = plan
         .instances
         .iter()

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use registry::{registry, Registry};
+pub use registry::Registry;
 
 /// An output a stage instance promises to produce: its name and its path under `out_dir`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::Table;
 use crate::report::{self, ReportInputs, RunInfo};
-use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct Report;
 

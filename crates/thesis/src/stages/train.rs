@@ -14,7 +14,7 @@ use crate::nn::{
     self, Adam, AdamConfig, CellEngine, EmbeddingInit, EpochMetrics, Example, ModelConfig, Readout,
     RecurrentModel, TrainingProgress, Variant,
 };
-use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct Train;
 

@@ -23,7 +23,7 @@ use crate::nn::{
     Variant,
 };
 use crate::nn::{defaults, load_examples};
-use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct Prune;
 
@@ -611,9 +611,6 @@ pub struct LevelSummary {
     pub best_acc_retrained: Option<f64>,
     pub epochs_to_regain: Option<usize>,
 }
-
-/// `acc >= reference − tolerance points`, with a little slack so that accuracies that are equal
-/// as fractions of the test set are not split by float rounding of the subtraction.
 
 pub fn summarise(result: &LevelResult, unpruned_acc: f64, tolerance: f64) -> LevelSummary {
     let retrained = result.history.iter().filter(|m| m.epoch > 0);

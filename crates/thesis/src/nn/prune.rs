@@ -568,8 +568,9 @@ pub fn clip_grad_norm_per_member(
     Ok(())
 }
 
-/// Whether `acc` is within `tolerance_points` percentage points below `reference`: the rule for
-/// a "safe" pruning level.
+/// Whether `acc` is within `tolerance_points` percentage points below `reference`, the rule for
+/// a "safe" pruning level: `acc >= reference − tolerance`, with a little slack so that
+/// accuracies that are equal as fractions of the test set are not split by float rounding.
 pub fn within_tolerance(acc: f64, reference: f64, tolerance_points: f64) -> bool {
     acc + 1e-9 >= reference - tolerance_points / 100.0
 }

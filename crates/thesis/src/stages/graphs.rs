@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::{self, GenerationConfig, PROPERTY_NAMES};
-use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct RandomGraphs;
 

@@ -16,7 +16,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde_yaml::Value;
 
 use crate::spec::{self, Diagnostic, Scope, SourceFile, SpecErrors};
-use crate::stage::{registry, InputSpec, ParamError, Resolved, Stage};
+use crate::stage::{InputSpec, ParamError, Registry, Resolved, Stage};
 
 pub use inputs::InputRef;
 pub use render::{render_dag, DagFormat};
@@ -85,14 +85,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Loads, expands and validates a pipeline file.
-    pub fn load(path: &Path) -> Result<Plan, SpecErrors> {
-        Self::from_source(SourceFile::load(path)?)
+    /// Loads, expands and validates a pipeline file; `uses:` names plugins of `registry`.
+    pub fn load(registry: &Registry, path: &Path) -> Result<Plan, SpecErrors> {
+        Self::from_source(registry, SourceFile::load(path)?)
     }
 
-    pub fn from_source(source: SourceFile) -> Result<Plan, SpecErrors> {
+    pub fn from_source(registry: &Registry, source: SourceFile) -> Result<Plan, SpecErrors> {
         let mut builder = Builder {
             source: &source,
+            registry,
             diagnostics: Vec::new(),
         };
         let instances = builder.expand();
@@ -162,6 +163,7 @@ impl Plan {
 
 struct Builder<'a> {
     source: &'a SourceFile,
+    registry: &'a Registry,
     diagnostics: Vec<Diagnostic>,
 }
 
@@ -198,8 +200,8 @@ impl Builder<'_> {
                 ));
                 continue;
             }
-            let Some(plugin) = registry().get(&stage.uses) else {
-                let suggestion = spec::suggest(&stage.uses, registry().kinds());
+            let Some(plugin) = self.registry.get(&stage.uses) else {
+                let suggestion = spec::suggest(&stage.uses, self.registry.kinds());
                 self.diagnostics.push(self.source.at_value(
                     &format!("{base}.uses"),
                     format!("unknown plugin `{}` in stage `{stage_name}`", stage.uses),
@@ -207,7 +209,7 @@ impl Builder<'_> {
                         Some(s) => format!("did you mean `{s}`? (`pipe plugins` lists all)"),
                         None => format!(
                             "available plugins: {} (`pipe plugins` shows their parameters)",
-                            registry().kinds().collect::<Vec<_>>().join(", ")
+                            self.registry.kinds().collect::<Vec<_>>().join(", ")
                         ),
                     }),
                 ));

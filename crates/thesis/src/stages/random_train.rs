@@ -22,7 +22,7 @@ use crate::nn::random::{
 };
 use crate::nn::{defaults, load_examples};
 use crate::nn::{Adam, AdamConfig, Readout, Variant};
-use crate::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct TrainRandom;
 

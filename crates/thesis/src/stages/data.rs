@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, ForkProbabilities, GeneratorParams, LabelSet, TestSize};
-use crate::stage::{InputSpec, OutputDecl, Plugin, StageContext, StageError};
+use pipe_engine::stage::{InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 fn dataset_outputs() -> Vec<OutputDecl> {
     vec![
