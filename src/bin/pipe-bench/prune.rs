@@ -8,10 +8,10 @@ use std::time::Instant;
 use anyhow::Result;
 use pipe::data::{reber, GeneratorParams, Split, TestSize};
 use pipe::nn::load_examples;
+use pipe::nn::sweep::{run_sweep, Strategy, SweepSettings};
 use pipe::nn::{
     CellEngine, Example, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope, Variant,
 };
-use pipe::stages::prune::{run_sweep, Strategy, SweepSettings};
 
 /// `trained`: a base model to prune instead of an untrained one; `data`: a dataset.csv (e.g.
 /// the thesis's) to take the first 1,500 training and 500 test sequences from instead of

@@ -162,7 +162,7 @@ fn grouped(
     test: &[Example],
     batches: usize,
 ) -> Result<(Timing, f64)> {
-    let plan = pipe::stages::random_train::plan_groups(structures, group_size);
+    let plan = pipe::nn::random::plan_groups(structures, group_size);
     let all = networks(structures, variant)?;
     let mut train_seconds = 0.0;
     let mut test_seconds = 0.0;

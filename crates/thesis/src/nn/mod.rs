@@ -17,6 +17,7 @@ pub mod model;
 pub mod native;
 pub mod prune;
 pub mod random;
+pub mod sweep;
 pub mod threads;
 pub mod train;
 

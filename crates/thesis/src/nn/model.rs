@@ -680,18 +680,15 @@ pub(crate) fn write_safetensors_atomic(path: &Path, named: &[(String, Tensor)]) 
         sorted.push((name.clone(), tensor.f_detach()?.f_contiguous()?));
     }
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = std::path::PathBuf::from(temporary);
-    Tensor::write_safetensors(&sorted, &temporary)?;
-    let io_error = |source| NnError::Io {
+    let temporary = crate::atomic::temporary_path(path);
+    if let Err(e) = Tensor::write_safetensors(&sorted, &temporary) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e.into());
+    }
+    crate::atomic::rename_into_place(&temporary, path).map_err(|source| NnError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    std::fs::File::open(&temporary)
-        .and_then(|file| file.sync_all())
-        .map_err(io_error)?;
-    std::fs::rename(&temporary, path).map_err(io_error)
+    })
 }
 
 #[cfg(test)]

@@ -1146,6 +1146,21 @@ pub fn network_seed(run_seed: u64, graph_id: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Indices of `structures` cut into groups of at most `group_size`, after ordering by (layer
+/// count, node count, position) so that a group's members have similar shapes and padding
+/// stays small.
+pub fn plan_groups(structures: &[NetworkStructure], group_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..structures.len()).collect();
+    order.sort_by_key(|&i| {
+        let s = &structures[i];
+        (s.layer_count(), s.layer_sizes.iter().sum::<usize>(), i)
+    });
+    order
+        .chunks(group_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

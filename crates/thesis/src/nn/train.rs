@@ -5,7 +5,7 @@
 //! Losses are sums over batches of the batch-mean loss, as in the thesis's CSVs; accuracies are
 //! the fraction of correctly classified sequences.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -235,14 +235,7 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> NnResult<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, text).map_err(io_error(&temporary))?;
-    std::fs::File::open(&temporary)
-        .and_then(|file| file.sync_all())
-        .map_err(io_error(&temporary))?;
-    std::fs::rename(&temporary, path).map_err(io_error(path))
+    crate::atomic::write_atomic(path, text.as_bytes()).map_err(io_error(path))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> NnResult<T> {

@@ -148,21 +148,6 @@ pub fn select_graphs(graphs: Vec<Graph>, limit: Option<usize>) -> Vec<Graph> {
         .collect()
 }
 
-/// Indices of `structures` cut into groups of at most `group_size`, after ordering by (layer
-/// count, node count, position) so that a group's members have similar shapes and padding
-/// stays small.
-pub fn plan_groups(structures: &[NetworkStructure], group_size: usize) -> Vec<Vec<usize>> {
-    let mut order: Vec<usize> = (0..structures.len()).collect();
-    order.sort_by_key(|&i| {
-        let s = &structures[i];
-        (s.layer_count(), s.layer_sizes.iter().sum::<usize>(), i)
-    });
-    order
-        .chunks(group_size.max(1))
-        .map(<[usize]>::to_vec)
-        .collect()
-}
-
 fn checkpoint_path(dir: &Path, group: usize) -> std::path::PathBuf {
     dir.join(format!("group-{group:05}.json"))
 }
@@ -180,10 +165,7 @@ fn write_checkpoint(path: &Path, rows: &GroupRows) -> Result<(), StageError> {
             .map_err(|e| StageError::io(format!("cannot create {}", dir.display()), e))?;
     }
     let bytes = serde_json::to_vec(rows).map_err(StageError::failed)?;
-    let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, bytes)
-        .map_err(|e| StageError::io(format!("cannot write {}", temporary.display()), e))?;
-    std::fs::rename(&temporary, path)
+    crate::atomic::write_atomic(path, &bytes)
         .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))
 }
 
@@ -269,7 +251,7 @@ impl Plugin for TrainRandom {
                     .map_err(|e| StageError::Failed(format!("graph {}: {e}", g.id)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let groups = plan_groups(&structures, params.group_size);
+        let groups = crate::nn::random::plan_groups(&structures, params.group_size);
         let mut finished: Vec<GroupRows> = Vec::with_capacity(groups.len());
         let mut resumed = 0usize;
         for (index, members) in groups.iter().enumerate() {
