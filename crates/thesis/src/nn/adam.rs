@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::model::{
+use super::tensors::{
     read_safetensors_map, reject_leftovers, take_checked, write_safetensors_atomic,
 };
 use super::{NnError, NnResult};

@@ -11,6 +11,7 @@
 //! [`TorchThreads`] lease.
 
 pub mod adam;
+pub mod batch;
 pub mod cell;
 pub mod examples;
 pub mod model;
@@ -18,12 +19,14 @@ pub mod native;
 pub mod prune;
 pub mod random;
 pub mod sweep;
+pub mod tensors;
 pub mod threads;
 pub mod train;
 
 use std::path::PathBuf;
 
 pub use adam::{Adam, AdamConfig};
+pub use batch::{make_batch, Batch, Example};
 pub use cell::{CellEngine, LayerWeights, Variant};
 pub use examples::{defaults, load_examples, ExamplesError};
 pub use model::{
@@ -35,8 +38,8 @@ pub use prune::{
 };
 pub use threads::TorchThreads;
 pub use train::{
-    clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, make_batch,
-    save_checkpoint, train_epoch, Batch, EpochMetrics, Example, TrainingProgress,
+    clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, save_checkpoint,
+    train_epoch, EpochMetrics, TrainingProgress,
 };
 
 /// Everything that can go wrong in this module; file errors name the file and the tensor.

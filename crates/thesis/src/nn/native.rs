@@ -25,12 +25,13 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use super::model::{
-    read_safetensors_map, reject_leftovers, take_checked, write_safetensors_atomic, Readout,
-    RecurrentModel, WeightKind,
-};
+use super::batch::Example;
+use super::model::{Readout, RecurrentModel, WeightKind};
 use super::random::{Connection, NetworkStructure, RandomNetwork, CLASS_COUNT, VOCAB_SIZE};
-use super::train::{epoch_order, Example};
+use super::tensors::{
+    read_safetensors_map, reject_leftovers, take_checked, write_safetensors_atomic,
+};
+use super::train::epoch_order;
 use super::{NnError, NnResult, Variant};
 use crate::nn::AdamConfig;
 

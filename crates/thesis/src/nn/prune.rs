@@ -15,12 +15,13 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
 use super::adam::Adam;
+use super::batch::{make_batch, Example};
 use super::cell::{run_layer, LayerWeights};
-use super::model::{
-    mask_name, read_safetensors_map, reject_leftovers, take_checked, write_safetensors_atomic,
-    ModelConfig, Readout, RecurrentModel, WeightKind,
+use super::model::{mask_name, ModelConfig, Readout, RecurrentModel, WeightKind};
+use super::tensors::{
+    read_safetensors_map, reject_leftovers, take_checked, write_safetensors_atomic,
 };
-use super::train::{epoch_order, make_batch, Example};
+use super::train::epoch_order;
 use super::{NnError, NnResult};
 
 /// Which recurrent matrices are pruned (biases, embedding and head never are).

@@ -25,9 +25,10 @@ use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Reduction, Tensor};
 
 use super::adam::Adam;
+use super::batch::{make_batch, Batch, Example};
 use super::cell::{projection_bias, run_layer, run_projected, LayerWeights, Variant};
 use super::model::Readout;
-use super::train::{epoch_order, make_batch, Batch, Example};
+use super::train::epoch_order;
 use super::{NnError, NnResult};
 use crate::graph::{Dag, Graph};
 
