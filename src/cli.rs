@@ -132,9 +132,15 @@ pub enum ReadoutArg {
 
 /// Parses arguments, runs the command, and returns the process exit code.
 pub fn main() -> i32 {
+    main_with(crate::registry())
+}
+
+/// [`main`] with the plugins of `registry`: how a crate outside this repository ships `pipe` with
+/// stages of its own (`crates/example-plugin`).
+pub fn main_with(registry: crate::Registry) -> i32 {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    match dispatch(&cli) {
+    match dispatch(&cli, &registry) {
         Ok(code) => code,
         Err(err) => {
             if let Some(spec) = err.downcast_ref::<crate::spec::SpecErrors>() {
@@ -186,8 +192,7 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-fn dispatch(cli: &Cli) -> Result<i32> {
-    let registry = crate::registry();
+fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
     match &cli.command {
         Command::Run {
             file,
@@ -197,7 +202,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             dry_run,
             executor,
         } => {
-            let plan = Plan::load(&registry, file)?;
+            let plan = Plan::load(registry, file)?;
             let store = open_store(&cli.cache)?;
             if *dry_run {
                 print_status(&plan, &store, force)?;
@@ -230,7 +235,7 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print_summary(&summary, &cli.artifacts);
             Ok(if summary.success() { 0 } else { 1 })
         }
-        Command::Exec { key } => match exec::execute_described(&registry, &cli.cache, key) {
+        Command::Exec { key } => match exec::execute_described(registry, &cli.cache, key) {
             Ok(_) => Ok(0),
             Err(e) => {
                 eprintln!("pipe exec: error: {e}");
@@ -238,18 +243,18 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             }
         },
         Command::Status { file, force } => {
-            let plan = Plan::load(&registry, file)?;
+            let plan = Plan::load(registry, file)?;
             let store = open_store(&cli.cache)?;
             print_status(&plan, &store, force)?;
             Ok(0)
         }
         Command::Dag { file, format } => {
-            let plan = Plan::load(&registry, file)?;
+            let plan = Plan::load(registry, file)?;
             print!("{}", render_dag(&plan, *format));
             Ok(0)
         }
         Command::Show { file, stage } => show(
-            &Plan::load(&registry, file)?,
+            &Plan::load(registry, file)?,
             &open_store(&cli.cache)?,
             stage,
         ),
