@@ -4,6 +4,7 @@
 //! caller builds and passes in. It knows nothing of machine learning and does not link libtorch;
 //! its one built-in plugin is [`cmd`].
 
+pub mod atomic;
 pub mod cmd;
 pub mod exec;
 pub mod plan;

@@ -3,7 +3,6 @@
 //! that call it ([`stages`]), added to a registry by [`register`].
 
 pub mod analysis;
-pub mod atomic;
 pub mod data;
 pub mod graph;
 pub mod nn;

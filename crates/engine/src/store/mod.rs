@@ -19,7 +19,6 @@ mod maintenance;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -577,22 +576,12 @@ fn set_read_only(path: &Path) -> Result<()> {
     fs::set_permissions(path, perms).map_err(io_err("cannot make object read-only", path))
 }
 
-/// A temporary sibling of `dest`, unique per process and per call, so concurrent writers of one
-/// path (two threads, or two processes on a shared cache) never share a temporary file.
 fn unique_tmp(dest: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    dest.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    crate::atomic::temporary_path(dest)
 }
 
-/// Whether a directory entry name is one of `unique_tmp`'s.
 pub(crate) fn is_tmp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp-")
+    crate::atomic::is_temporary_name(name)
 }
 
 /// Removes whatever is at `dest` (a directory, a file, or a link, which is not followed).
@@ -629,24 +618,11 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
     })
 }
 
-/// Writes bytes to a temporary sibling, syncs, and renames over `path`.
+/// Replaces `path` with `bytes` atomically ([`crate::atomic`]), creating its directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(io_err("cannot create directory", parent))?;
-    let tmp = unique_tmp(path);
-    let written = (|| {
-        let mut file = fs::File::create(&tmp).map_err(io_err("cannot write", &tmp))?;
-        file.write_all(bytes)
-            .map_err(io_err("cannot write", &tmp))?;
-        file.sync_all().map_err(io_err("cannot sync", &tmp))?;
-        drop(file);
-        fs::rename(&tmp, path).map_err(io_err("cannot rename into place", path))
-    })();
-    // A full disk must not leave a temporary file behind.
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    crate::atomic::write_atomic(path, bytes).map_err(io_err("cannot write", path))
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {

@@ -310,7 +310,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
 /// Writes JSON through a temporary file and a rename (a crash never leaves half a file).
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), SweepError> {
     let text = serde_json::to_vec_pretty(value).map_err(SweepError::failed)?;
-    crate::atomic::write_atomic(path, &text).map_err(io(path))
+    pipe_engine::atomic::write_atomic(path, &text).map_err(io(path))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, SweepError> {

@@ -79,12 +79,12 @@ pub(crate) fn write_safetensors_atomic(path: &Path, named: &[(String, Tensor)]) 
         sorted.push((name.clone(), tensor.f_detach()?.f_contiguous()?));
     }
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    let temporary = crate::atomic::temporary_path(path);
+    let temporary = pipe_engine::atomic::temporary_path(path);
     if let Err(e) = Tensor::write_safetensors(&sorted, &temporary) {
         let _ = std::fs::remove_file(&temporary);
         return Err(e.into());
     }
-    crate::atomic::rename_into_place(&temporary, path).map_err(|source| NnError::Io {
+    pipe_engine::atomic::rename_into_place(&temporary, path).map_err(|source| NnError::Io {
         path: path.to_path_buf(),
         source,
     })

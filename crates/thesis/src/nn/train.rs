@@ -181,7 +181,7 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> NnResult<()> {
         path: path.to_path_buf(),
         source,
     })?;
-    crate::atomic::write_atomic(path, text.as_bytes()).map_err(io_error(path))
+    pipe_engine::atomic::write_atomic(path, text.as_bytes()).map_err(io_error(path))
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> NnResult<T> {

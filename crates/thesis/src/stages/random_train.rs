@@ -165,7 +165,7 @@ fn write_checkpoint(path: &Path, rows: &GroupRows) -> Result<(), StageError> {
             .map_err(|e| StageError::io(format!("cannot create {}", dir.display()), e))?;
     }
     let bytes = serde_json::to_vec(rows).map_err(StageError::failed)?;
-    crate::atomic::write_atomic(path, &bytes)
+    pipe_engine::atomic::write_atomic(path, &bytes)
         .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))
 }
 
