@@ -5,7 +5,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::lock::lock_file_free;
-use super::{io_err, is_tmp_name, OutputKind, Record, Result, Store};
+use super::{io_err, OutputKind, Record, Result, Store};
+use crate::atomic::is_temporary_name;
 
 #[derive(Debug, Default)]
 pub struct GcReport {
@@ -102,7 +103,7 @@ impl Store {
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if !is_tmp_name(&name) && live.contains(&format!("{prefix}{name}")) {
+                if !is_temporary_name(&name) && live.contains(&format!("{prefix}{name}")) {
                     report.objects_kept += 1;
                     continue;
                 }
@@ -253,7 +254,7 @@ fn remove_temporaries(dir: &Path) -> usize {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_tmp_name(&name) {
+        if is_temporary_name(&name) {
             if fs::remove_file(&path).is_ok() || fs::remove_dir_all(&path).is_ok() {
                 removed += 1;
             }
