@@ -13,6 +13,7 @@
 pub mod adam;
 pub mod batch;
 pub mod cell;
+pub mod eval_file;
 pub mod examples;
 pub mod model;
 pub mod native;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 pub use adam::{Adam, AdamConfig};
 pub use batch::{make_batch, Batch, Example};
 pub use cell::{CellEngine, LayerWeights, Variant};
+pub use eval_file::{evaluate_file, EvalError, EvalReport};
 pub use examples::{defaults, load_examples, ExamplesError};
 pub use model::{
     infer_config, mask_name, EmbeddingInit, ModelConfig, Readout, RecurrentModel, WeightKind,

@@ -9,9 +9,8 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Dataset;
 use crate::nn::{
-    self, Adam, AdamConfig, CellEngine, EmbeddingInit, EpochMetrics, Example, ModelConfig, Readout,
+    self, Adam, AdamConfig, CellEngine, EmbeddingInit, EpochMetrics, ModelConfig, Readout,
     RecurrentModel, TrainingProgress, Variant,
 };
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
@@ -71,54 +70,6 @@ impl TrainParams {
             embedding_init: self.embedding_init,
         }
     }
-}
-
-/// The result of `pipe eval`.
-pub struct EvalReport {
-    pub accuracy: f64,
-    pub loss: f64,
-    pub n: usize,
-}
-
-/// Why `pipe eval` could not evaluate. Each message is complete (it names the file and, for a
-/// tensor, its name and expected shape); print it with `{}`.
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    #[error(transparent)]
-    Model(#[from] nn::NnError),
-    #[error(transparent)]
-    Data(#[from] crate::data::DataError),
-    #[error("{}: no rows to evaluate", .0.display())]
-    NoRows(std::path::PathBuf),
-}
-
-/// Evaluates a weight file on every row of a `string,valid` CSV. Weights holding a NaN or an
-/// infinity are an error naming the tensor.
-pub fn evaluate_file(
-    variant: Variant,
-    readout: Readout,
-    weights: &Path,
-    data: &Path,
-    batch_size: usize,
-) -> Result<EvalReport, EvalError> {
-    let _torch = nn::TorchThreads::acquire(1);
-    let config = nn::infer_config(variant, readout, weights)?;
-    let model = RecurrentModel::load(config, weights)?;
-    let dataset = Dataset::import_with_split(data, crate::data::TestSize::Count(0), 0)?;
-    let examples: Vec<Example> = dataset
-        .rows
-        .iter()
-        .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
-        .collect();
-    if examples.is_empty() {
-        return Err(EvalError::NoRows(data.to_path_buf()));
-    }
-    let (loss, accuracy) = nn::evaluate(&model, &examples, batch_size.max(1))?;
-    Ok(EvalReport {
-        accuracy,
-        loss,
-        n: examples.len(),
-    })
 }
 
 /// Writes `metrics.csv` in the thesis's column order plus `seconds`.

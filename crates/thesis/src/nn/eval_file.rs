@@ -1,0 +1,55 @@
+//! `pipe eval`: a weight file with PyTorch's tensor names, evaluated on a `string,valid` CSV.
+
+use std::path::Path;
+
+use crate::data::Dataset;
+
+use super::{Example, Readout, RecurrentModel, Variant};
+
+/// The result of `pipe eval`.
+pub struct EvalReport {
+    pub accuracy: f64,
+    pub loss: f64,
+    pub n: usize,
+}
+
+/// Why `pipe eval` could not evaluate. Each message is complete (it names the file and, for a
+/// tensor, its name and expected shape); print it with `{}`.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Model(#[from] super::NnError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("{}: no rows to evaluate", .0.display())]
+    NoRows(std::path::PathBuf),
+}
+
+/// Evaluates a weight file on every row of a `string,valid` CSV. Weights holding a NaN or an
+/// infinity are an error naming the tensor.
+pub fn evaluate_file(
+    variant: Variant,
+    readout: Readout,
+    weights: &Path,
+    data: &Path,
+    batch_size: usize,
+) -> Result<EvalReport, EvalError> {
+    let _torch = super::TorchThreads::acquire(1);
+    let config = super::infer_config(variant, readout, weights)?;
+    let model = RecurrentModel::load(config, weights)?;
+    let dataset = Dataset::import_with_split(data, crate::data::TestSize::Count(0), 0)?;
+    let examples: Vec<Example> = dataset
+        .rows
+        .iter()
+        .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
+        .collect();
+    if examples.is_empty() {
+        return Err(EvalError::NoRows(data.to_path_buf()));
+    }
+    let (loss, accuracy) = super::evaluate(&model, &examples, batch_size.max(1))?;
+    Ok(EvalReport {
+        accuracy,
+        loss,
+        n: examples.len(),
+    })
+}

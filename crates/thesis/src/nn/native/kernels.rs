@@ -1,0 +1,354 @@
+//! Scalar kernels over flat `f32` buffers: accumulation, dense products, weight gradients,
+//! reductions and the activation functions, all written so their loops vectorise.
+
+/// y += a·x
+#[inline(always)]
+pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+/// out[i] += Σ_r weight(r) · sources[r·size + i] over r = 0..count, for every i in ascending r
+/// (so exactly what `count` calls of [`axpy`] compute), but a block of lanes at a time held in
+/// registers: one load and store of `out` per block instead of one per term. Zero weights are
+/// skipped (masked inputs).
+#[inline(always)]
+pub(super) fn accumulate(
+    out: &mut [f32],
+    count: usize,
+    weight: impl Fn(usize) -> f32,
+    sources: &[f32],
+    size: usize,
+) {
+    const LANES: usize = 32;
+    let full = out.len() / LANES * LANES;
+    for (block, chunk) in out[..full].chunks_exact_mut(LANES).enumerate() {
+        let start = block * LANES;
+        let mut lanes = [0f32; LANES];
+        lanes.copy_from_slice(chunk);
+        for r in 0..count {
+            let w = weight(r);
+            if w == 0.0 {
+                continue;
+            }
+            let source = &sources[r * size + start..r * size + start + LANES];
+            for (lane, &x) in lanes.iter_mut().zip(source) {
+                *lane += w * x;
+            }
+        }
+        chunk.copy_from_slice(&lanes);
+    }
+    if full < out.len() {
+        for r in 0..count {
+            let w = weight(r);
+            if w != 0.0 {
+                axpy(
+                    w,
+                    &sources[r * size + full..r * size + out.len()],
+                    &mut out[full..],
+                );
+            }
+        }
+    }
+}
+
+/// `out` (`rows × size`) += `weights` (`rows × count`, row-major) · `sources` (`count × size`):
+/// [`accumulate`] for a dense matrix, four rows at a time so each source load serves four
+/// rows. Per lane the terms are added in ascending r as there; zero weights are not skipped.
+#[inline(always)]
+pub(super) fn accumulate_rows(
+    out: &mut [f32],
+    weights: &[f32],
+    count: usize,
+    sources: &[f32],
+    size: usize,
+) {
+    const ROWS: usize = 4;
+    const LANES: usize = 16;
+    let rows = out.len() / size;
+    let full = size / LANES * LANES;
+    let blocks = rows / ROWS;
+    for block in 0..blocks {
+        let w = &weights[block * ROWS * count..(block + 1) * ROWS * count];
+        let (w0, rest) = w.split_at(count);
+        let (w1, rest) = rest.split_at(count);
+        let (w2, w3) = rest.split_at(count);
+        let o = &mut out[block * ROWS * size..(block + 1) * ROWS * size];
+        for start in (0..full).step_by(LANES) {
+            let mut lanes = [[0f32; LANES]; ROWS];
+            for (i, row) in lanes.iter_mut().enumerate() {
+                row.copy_from_slice(&o[i * size + start..i * size + start + LANES]);
+            }
+            let terms = w0.iter().zip(w1).zip(w2.iter().zip(w3));
+            for (r, ((&v0, &v1), (&v2, &v3))) in terms.enumerate() {
+                let at = r * size + start;
+                let Ok(x) = <&[f32; LANES]>::try_from(&sources[at..at + LANES]) else {
+                    continue;
+                };
+                for l in 0..LANES {
+                    lanes[0][l] += v0 * x[l];
+                    lanes[1][l] += v1 * x[l];
+                    lanes[2][l] += v2 * x[l];
+                    lanes[3][l] += v3 * x[l];
+                }
+            }
+            for (i, row) in lanes.iter().enumerate() {
+                o[i * size + start..i * size + start + LANES].copy_from_slice(row);
+            }
+        }
+        if full < size {
+            for (i, w) in [w0, w1, w2, w3].into_iter().enumerate() {
+                for (r, &weight) in w.iter().enumerate() {
+                    axpy(
+                        weight,
+                        &sources[r * size + full..(r + 1) * size],
+                        &mut o[i * size + full..(i + 1) * size],
+                    );
+                }
+            }
+        }
+    }
+    for j in blocks * ROWS..rows {
+        let row = &weights[j * count..(j + 1) * count];
+        accumulate(
+            &mut out[j * size..(j + 1) * size],
+            count,
+            |r| row[r],
+            sources,
+            size,
+        );
+    }
+}
+
+/// `weights ∘ mask` (`rows × count`), transposed to `count × rows` when `transpose`.
+pub(super) fn masked_weights(
+    weights: &[f32],
+    mask: &[f32],
+    rows: usize,
+    count: usize,
+    transpose: bool,
+) -> Vec<f32> {
+    let mut out = vec![0f32; rows * count];
+    for j in 0..rows {
+        for k in 0..count {
+            let value = weights[j * count + k] * mask[j * count + k];
+            if transpose {
+                out[k * rows + j] = value;
+            } else {
+                out[j * count + k] = value;
+            }
+        }
+    }
+    out
+}
+
+/// `grads[j·count + k] += Σ_t Σ_b d(t, j)[b] · x(t, k)[b]` for live (unmasked) weights, over the
+/// time steps `steps`: a dense matrix's weight gradients, four inputs `k` at a time, each summed
+/// in 32 lanes across all steps and reduced once.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(super) fn weight_gradients<'a>(
+    grads: &mut [f32],
+    mask: &[f32],
+    rows: usize,
+    count: usize,
+    steps: std::ops::Range<usize>,
+    d: impl Fn(usize, usize) -> &'a [f32],
+    x: impl Fn(usize, usize) -> &'a [f32],
+) {
+    const LANES: usize = 32;
+    #[inline(always)]
+    fn add_products(lanes: &mut [f32; LANES], tail: &mut f32, d: &[f32], x: &[f32]) {
+        let (d_chunks, d_rest) = d.as_chunks::<LANES>();
+        let (x_chunks, x_rest) = x.as_chunks::<LANES>();
+        for (a, b) in d_chunks.iter().zip(x_chunks) {
+            for l in 0..LANES {
+                lanes[l] += a[l] * b[l];
+            }
+        }
+        for (a, b) in d_rest.iter().zip(x_rest) {
+            *tail += a * b;
+        }
+    }
+    #[inline(always)]
+    fn reduce(lanes: &[f32; LANES], tail: f32) -> f32 {
+        let mut half = [0f32; 8];
+        for (l, value) in lanes.iter().enumerate() {
+            half[l % 8] += value;
+        }
+        ((half[0] + half[4]) + (half[1] + half[5]))
+            + ((half[2] + half[6]) + (half[3] + half[7]))
+            + tail
+    }
+    for j in 0..rows {
+        let mut k = 0;
+        while k < count {
+            let ks = 4.min(count - k);
+            let (mut l0, mut l1, mut l2, mut l3) =
+                ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+            let mut tails = [0f32; 4];
+            for t in steps.clone() {
+                let d_row = d(t, j);
+                add_products(&mut l0, &mut tails[0], d_row, x(t, k));
+                if ks == 4 {
+                    add_products(&mut l1, &mut tails[1], d_row, x(t, k + 1));
+                    add_products(&mut l2, &mut tails[2], d_row, x(t, k + 2));
+                    add_products(&mut l3, &mut tails[3], d_row, x(t, k + 3));
+                }
+            }
+            let sums = [
+                reduce(&l0, tails[0]),
+                reduce(&l1, tails[1]),
+                reduce(&l2, tails[2]),
+                reduce(&l3, tails[3]),
+            ];
+            let done = if ks == 4 { 4 } else { 1 };
+            for (i, total) in sums.iter().enumerate().take(done) {
+                let index = j * count + k + i;
+                if mask[index] != 0.0 {
+                    grads[index] += total;
+                }
+            }
+            k += done;
+        }
+    }
+}
+
+/// Σ x·y with eight partial sums, so the loop vectorises (and always sums in the same order).
+#[inline(always)]
+pub(super) fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.len() / 8 * 8;
+    for (xs, ys) in x[..chunks].chunks_exact(8).zip(y[..chunks].chunks_exact(8)) {
+        for lane in 0..8 {
+            lanes[lane] += xs[lane] * ys[lane];
+        }
+    }
+    let mut tail = 0f32;
+    for (a, b) in x[chunks..].iter().zip(&y[chunks..]) {
+        tail += a * b;
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
+}
+
+#[inline(always)]
+pub(super) fn sum(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = x.len() / 8 * 8;
+    for xs in x[..chunks].chunks_exact(8) {
+        for lane in 0..8 {
+            lanes[lane] += xs[lane];
+        }
+    }
+    let tail: f32 = x[chunks..].iter().sum();
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
+}
+
+/// e^x for f32 without a libm call (Cephes' polynomial after reducing by powers of two), written
+/// with plain arithmetic and integer bit operations only, so loops over it vectorise; relative
+/// error about 2e-7.
+#[inline(always)]
+pub(super) fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    // Round x·log2(e) to the nearest integer n with the 1.5·2²³ trick: afterwards the low bits of
+    // `shifted` hold n, so 2ⁿ is built from them without a float-to-int conversion.
+    const SHIFTER: f32 = 12_582_912.0;
+    let shifted = x * std::f32::consts::LOG2_E + SHIFTER;
+    let n = shifted - SHIFTER;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let p = p * r * r + r + 1.0;
+    let power = f32::from_bits(
+        shifted
+            .to_bits()
+            .wrapping_sub(SHIFTER.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
+    p * power
+}
+
+#[inline(always)]
+pub(super) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+pub(super) fn tanh(x: f32) -> f32 {
+    // 1 − 2/(e^{2x} + 1) saturates correctly at both ends; near 0 the error is absolute (~1e-7).
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+#[inline(always)]
+pub(super) fn sigmoid_in_place(values: &mut [f32]) {
+    for v in values {
+        *v = sigmoid(*v);
+    }
+}
+
+#[inline(always)]
+pub(super) fn tanh_in_place(values: &mut [f32]) {
+    for v in values {
+        *v = tanh(*v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(count: usize, seed: u32) -> Vec<f32> {
+        (0..count)
+            .map(|i| {
+                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                x as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocked_accumulation_is_bit_identical_to_one_axpy_per_term() {
+        // 128 and 62: full blocks, and a last batch with a remainder.
+        for size in [128usize, 62, 7] {
+            let count = 9;
+            let sources = values(count * size, 1);
+            let mut weights = values(count, 2);
+            weights[3] = 0.0;
+            let mut expected = values(size, 3);
+            let mut blocked = expected.clone();
+            for (r, &w) in weights.iter().enumerate() {
+                axpy(w, &sources[r * size..(r + 1) * size], &mut expected);
+            }
+            accumulate(&mut blocked, count, |r| weights[r], &sources, size);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&blocked), bits(&expected), "size {size}");
+        }
+    }
+
+    #[test]
+    fn exp_sigmoid_and_tanh_match_libm() {
+        for i in -2000..=2000 {
+            let x = i as f32 / 100.0;
+            let relative = |a: f32, b: f32| (a - b).abs() / b.abs().max(1e-30);
+            assert!(relative(exp(x), x.exp()) < 1e-6, "exp({x})");
+            assert!(
+                (sigmoid(x) - 1.0 / (1.0 + (-x).exp())).abs() < 1e-6,
+                "sigmoid({x})"
+            );
+            assert!((tanh(x) - x.tanh()).abs() < 1e-6, "tanh({x})");
+        }
+        // Clamped, not overflowing or underflowing to garbage.
+        assert!(exp(-1000.0) > 0.0 && exp(-1000.0) < 1e-37);
+        assert!(exp(1000.0).is_finite());
+        assert_eq!(tanh(100.0), 1.0);
+        assert_eq!(tanh(-100.0), -1.0);
+    }
+}
