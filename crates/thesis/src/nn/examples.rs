@@ -38,28 +38,3 @@ pub fn load_examples(path: &Path) -> Result<(Vec<Example>, Vec<Example>), Exampl
     }
     Ok((train, test))
 }
-
-/// The thesis's training hyper-parameters, the defaults of every training plugin.
-pub mod defaults {
-    pub fn layers() -> i64 {
-        3
-    }
-    pub fn width() -> i64 {
-        50
-    }
-    pub fn epochs() -> usize {
-        50
-    }
-    pub fn batch_size() -> usize {
-        32
-    }
-    pub fn lr() -> f64 {
-        0.001
-    }
-    pub fn clip() -> f64 {
-        5.0
-    }
-    pub fn threads() -> usize {
-        1
-    }
-}

@@ -13,6 +13,7 @@
 pub mod adam;
 pub mod batch;
 pub mod cell;
+pub mod defaults;
 pub mod eval_file;
 pub mod examples;
 pub mod model;
@@ -30,7 +31,7 @@ pub use adam::{Adam, AdamConfig};
 pub use batch::{make_batch, Batch, Example};
 pub use cell::{CellEngine, LayerWeights, Variant};
 pub use eval_file::{evaluate_file, EvalError, EvalReport};
-pub use examples::{defaults, load_examples, ExamplesError};
+pub use examples::{load_examples, ExamplesError};
 pub use model::{
     infer_config, mask_name, EmbeddingInit, ModelConfig, Readout, RecurrentModel, WeightKind,
 };

@@ -247,18 +247,7 @@ impl Plugin for Prune {
         if sorted.len() != p.levels.len() {
             return Err(("levels".into(), "levels must be distinct".into()));
         }
-        if p.batch_size == 0 || p.threads == 0 {
-            return Err((
-                String::new(),
-                "batch_size and threads must be at least 1".into(),
-            ));
-        }
-        if p.lr.is_nan() || p.lr <= 0.0 || p.clip < 0.0 {
-            return Err((
-                "lr".into(),
-                "lr must be positive and clip non-negative".into(),
-            ));
-        }
+        defaults::check_optimiser(p.batch_size, p.lr, p.clip)?;
         if !(0.0..=100.0).contains(&p.tolerance) {
             return Err(("tolerance".into(), "must be within 0..=100 points".into()));
         }

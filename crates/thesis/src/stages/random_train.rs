@@ -205,12 +205,7 @@ impl Plugin for TrainRandom {
     }
 
     fn check(&self, p: &TrainRandomParams) -> Result<(), (String, String)> {
-        for (name, value) in [
-            ("epochs", p.epochs),
-            ("batch_size", p.batch_size),
-            ("group_size", p.group_size),
-            ("threads", p.threads),
-        ] {
+        for (name, value) in [("epochs", p.epochs), ("group_size", p.group_size)] {
             if value == 0 {
                 return Err((name.into(), "must be at least 1".into()));
             }
@@ -218,16 +213,7 @@ impl Plugin for TrainRandom {
         if p.limit == Some(0) {
             return Err(("limit".into(), "must be at least 1 when given".into()));
         }
-        if p.lr.is_nan() || p.lr <= 0.0 {
-            return Err(("lr".into(), format!("must be positive, got {}", p.lr)));
-        }
-        if p.clip.is_nan() || p.clip < 0.0 {
-            return Err((
-                "clip".into(),
-                format!("must be non-negative (0 disables), got {}", p.clip),
-            ));
-        }
-        Ok(())
+        defaults::check_optimiser(p.batch_size, p.lr, p.clip)
     }
 
     fn run(&self, params: TrainRandomParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {

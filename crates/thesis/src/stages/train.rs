@@ -141,19 +141,10 @@ impl Plugin for Train {
                 return Err((name.into(), format!("must be at least 1, got {value}")));
             }
         }
-        if p.batch_size == 0 || p.epochs == 0 || p.threads == 0 {
-            return Err((
-                String::new(),
-                "epochs, batch_size and threads must be at least 1".into(),
-            ));
+        if p.epochs == 0 {
+            return Err(("epochs".into(), "must be at least 1".into()));
         }
-        if p.lr.is_nan() || p.lr <= 0.0 || p.clip.is_nan() || p.clip < 0.0 {
-            return Err((
-                "lr".into(),
-                "lr must be positive and clip non-negative".into(),
-            ));
-        }
-        Ok(())
+        defaults::check_optimiser(p.batch_size, p.lr, p.clip)
     }
 
     fn run(&self, params: TrainParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
