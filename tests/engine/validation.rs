@@ -283,3 +283,17 @@ fn non_utf8_file_names_the_first_bad_byte() {
     assert!(err.contains("help:"), "{err}");
     assert_eq!(sandbox.record_count(), 0);
 }
+
+#[test]
+fn a_nan_clip_is_rejected_by_every_training_plugin() {
+    for (plugin, with) in [
+        ("rnn.train", "variant: gru, clip: .nan"),
+        ("rnn.prune", "clip: .nan"),
+        ("rnn.train_random", "variant: gru, clip: .nan"),
+    ] {
+        let err = rejected(&format!(
+            "stages:\n  t:\n    uses: {plugin}\n    with: {{{with}}}\n"
+        ));
+        assert!(err.contains("parameter `clip`"), "{plugin}: {err}");
+    }
+}
