@@ -20,28 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Valid pipelines the mutations start from.
 const BASES: [&str; 4] = [
-    "# The `cmd` example: three words in parallel, then one stage that joins them.
-seed: 7
-vars:
-  greeting: hello
-stages:
-  words:
-    uses: cmd
-    foreach:
-      word: [alpha, beta, gamma]
-    with:
-      run: 'echo \"${vars.greeting} ${word}\" > \"$PIPE_OUT/word.txt\"'
-      outputs: {text: word.txt}
-  joined:
-    uses: cmd
-    inputs:
-      a: words[alpha].text
-      b: words[beta].text
-      c: words[gamma].text
-    with:
-      run: 'cat \"$PIPE_IN_A\" \"$PIPE_IN_B\" \"$PIPE_IN_C\" > \"$PIPE_OUT/all.txt\"'
-      outputs: {all: all.txt}
-",
+    super::caching::HELLO,
     "seed: 3
 vars:
   sizes: [1, 2]
