@@ -15,7 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::exec::{self, Event, Outcome, RunOptions, RunSummary, Status};
 use crate::plan::{render_dag, DagFormat, Plan};
 use crate::stage::{describe_params, InputSpec};
-use crate::store::Store;
+use crate::store::{RunInstance, RunOutcome, RunRecord, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +81,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: DagFormat,
     },
+    /// List recorded runs, newest first (only those of FILE when given)
+    Runs { file: Option<PathBuf> },
     /// Show the record, outputs and metrics of a stage's instances
     Show { file: PathBuf, stage: String },
     /// List the stage plugins and their parameters
@@ -204,10 +206,27 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         } => {
             let plan = Plan::load(registry, file)?;
             let store = open_store(&cli.cache)?;
+            let arguments: Vec<String> = std::env::args().skip(1).collect();
+            let mut history = RunRecord::start(file, arguments, *dry_run);
             if *dry_run {
-                print_status(&plan, &store, force)?;
+                let lines = print_status(&plan, &store, force)?;
+                let instances = lines
+                    .iter()
+                    .map(|(i, status)| RunInstance {
+                        name: plan.instances[*i].name.clone(),
+                        key: None,
+                        outcome: if *status == Status::UpToDate {
+                            RunOutcome::Cached
+                        } else {
+                            RunOutcome::WouldRun
+                        },
+                        seconds: 0.0,
+                    })
+                    .collect();
+                record_history(&store, &mut history, Some(instances));
                 return Ok(0);
             }
+            record_history(&store, &mut history, None);
             let jobs = jobs.or(plan.source.spec.settings.jobs).unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -232,6 +251,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                 }
                 other => other?,
             };
+            record_history(&store, &mut history, Some(run_instances(&summary)));
             print_summary(&summary, &cli.artifacts);
             Ok(if summary.success() { 0 } else { 1 })
         }
@@ -251,6 +271,11 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         Command::Dag { file, format } => {
             let plan = Plan::load(registry, file)?;
             print!("{}", render_dag(&plan, *format));
+            Ok(0)
+        }
+        Command::Runs { file } => {
+            let store = open_store(&cli.cache)?;
+            print_runs(&store, file.as_deref())?;
             Ok(0)
         }
         Command::Show { file, stage } => show(
@@ -371,7 +396,7 @@ fn open_store(path: &Path) -> Result<Store> {
     Store::open(path).with_context(|| format!("cannot open the cache at {}", path.display()))
 }
 
-fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<()> {
+fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<Vec<(usize, Status)>> {
     let lines = exec::status(plan, store, force)?;
     let width = plan
         .instances
@@ -387,7 +412,100 @@ fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<()> {
         println!("{:width$}  {status}", plan.instances[*i].name);
     }
     println!("{pending} of {} instances would run", lines.len());
+    Ok(lines)
+}
+
+/// Writes the run's history record: at its start (`None`) and at its end. A cache that cannot
+/// take it (read-only) loses only the history, which the run then reports.
+fn record_history(store: &Store, record: &mut RunRecord, instances: Option<Vec<RunInstance>>) {
+    let written = match instances {
+        None => store.save_run(record),
+        Some(instances) => store.finish_run(record, instances),
+    };
+    if let Err(e) = written {
+        tracing::warn!("the run is not recorded in the history: {e}");
+    }
+}
+
+/// Each instance of a finished run, for its history record.
+fn run_instances(summary: &RunSummary) -> Vec<RunInstance> {
+    summary
+        .reports
+        .iter()
+        .map(|r| {
+            let (outcome, seconds) = match &r.outcome {
+                Outcome::Ran { seconds, .. } => (RunOutcome::Ran, *seconds),
+                Outcome::Cached { cutoff: false } => (RunOutcome::Cached, 0.0),
+                Outcome::Cached { cutoff: true } => (RunOutcome::CutOff, 0.0),
+                Outcome::Failed { .. } => (RunOutcome::Failed, 0.0),
+                Outcome::Skipped { .. } => (RunOutcome::Skipped, 0.0),
+            };
+            RunInstance {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                outcome,
+                seconds,
+            }
+        })
+        .collect()
+}
+
+/// `pipe runs`: one line per run, newest first.
+fn print_runs(store: &Store, file: Option<&Path>) -> Result<()> {
+    let only = file.map(|f| f.canonicalize().unwrap_or_else(|_| f.to_path_buf()));
+    let runs = store.runs()?;
+    println!(
+        "{:<19}  {:<19}  {:>8}  {:<11}  {:>5} {:>6} {:>6} {:>7}  pipeline",
+        "run", "started (UTC)", "seconds", "state", "ran", "cached", "failed", "skipped"
+    );
+    for (run, state) in runs
+        .iter()
+        .filter(|(r, _)| only.as_ref().is_none_or(|p| &r.pipeline == p))
+    {
+        let seconds = run
+            .ended_at
+            .map(|end| format!("{}", end.saturating_sub(run.started_at)))
+            .unwrap_or_else(|| "-".into());
+        let state = if run.dry_run {
+            "dry-run".to_string()
+        } else {
+            state.to_string()
+        };
+        println!(
+            "{:<19}  {:<19}  {:>8}  {:<11}  {:>5} {:>6} {:>6} {:>7}  {}",
+            run.id,
+            utc_time(run.started_at),
+            seconds,
+            state,
+            run.count(RunOutcome::Ran),
+            run.count(RunOutcome::Cached) + run.count(RunOutcome::CutOff),
+            run.count(RunOutcome::Failed),
+            run.count(RunOutcome::Skipped),
+            run.pipeline.display()
+        );
+    }
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time (UTC; days to civil date as in Hinnant's algorithm).
+fn utc_time(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let seconds = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }
 
 /// Prints every selected instance; an instance whose record cannot be read is reported on
@@ -592,5 +710,17 @@ impl Display {
         if let Some(bar) = self.overall.lock().ok().and_then(|mut o| o.take()) {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_time_formats_known_instants() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc_time(1_796_114_045), "2026-12-01 08:34:05");
     }
 }

@@ -1,5 +1,6 @@
 mod caching;
 mod faults;
+mod history;
 mod malformed;
 mod mounts;
 mod robustness;

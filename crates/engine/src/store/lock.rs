@@ -88,6 +88,19 @@ impl Store {
         Ok(CacheLock { _dir: dir })
     }
 
+    /// The pid of the process holding the cache lock, if one does.
+    pub(crate) fn lock_holder(&self) -> Option<u32> {
+        let dir = File::open(self.root()).ok()?;
+        match dir.try_lock() {
+            Err(TryLockError::WouldBlock) => std::fs::read_to_string(self.root().join("lock"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
+            _ => None,
+        }
+    }
+
     fn key_lock_path(&self, key: &Key) -> std::path::PathBuf {
         self.root()
             .join("staging")

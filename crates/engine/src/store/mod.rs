@@ -8,6 +8,7 @@
 //! cache/staging/<key>.lock      held while an instance of <key> runs, and by its processes
 //! cache/checkpoints/<key>/      in-stage resume state, removed when the instance finishes
 //! cache/logs/<key>.log          the instance's log
+//! cache/runs/<id>.json          one record per `pipe run`: who, when, what, each instance's outcome
 //! ```
 //! A record is written only after every object it names is in place, so a crash at any point
 //! leaves either a complete result or none.
@@ -18,6 +19,7 @@ mod key;
 mod lock;
 mod maintenance;
 mod objects;
+mod runs;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -30,6 +32,7 @@ pub use hashing::{hash_file, hash_file_parallel};
 pub use key::{InputHash, Key, KeyMaterial};
 pub use lock::{CacheLock, KeyLock};
 pub use maintenance::{GcReport, RecordScan, VerifyProblem, VerifyReport};
+pub use runs::{RunInstance, RunOutcome, RunRecord, RunState};
 
 /// Errors of the cache itself (I/O, corrupt records).
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +148,7 @@ impl Store {
             "staging",
             "checkpoints",
             "logs",
+            "runs",
         ] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(io_err("cannot create cache directory", &dir))?;

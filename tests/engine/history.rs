@@ -1,0 +1,93 @@
+//! Run history: every `pipe run` is recorded, newest first, and a killed run shows as interrupted.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::common::{kill9, stdout, wait_until, Sandbox};
+
+fn run_lines(sandbox: &Sandbox, args: &[&str]) -> Vec<String> {
+    let out = sandbox.cli(args);
+    assert!(out.status.success());
+    stdout(&out).lines().skip(1).map(String::from).collect()
+}
+
+#[test]
+fn every_run_is_recorded_newest_first_and_a_killed_run_is_interrupted() {
+    let sandbox = Sandbox::new();
+    sandbox.write(crate::engine::caching::HELLO);
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    assert!(sandbox
+        .cli(&["run", "pipeline.yaml", "--dry-run"])
+        .status
+        .success());
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+
+    let lines = run_lines(&sandbox, &["runs"]);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    let fields: Vec<Vec<&str>> = lines
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    // run, date, time, seconds, state, ran, cached, failed, skipped, pipeline
+    assert_eq!(
+        &fields[0][4..9],
+        ["ok", "0", "4", "0", "0"],
+        "newest: all cached"
+    );
+    assert_eq!(fields[1][4], "dry-run");
+    assert_eq!(
+        &fields[2][4..9],
+        ["ok", "4", "0", "0", "0"],
+        "oldest: all ran"
+    );
+    assert!(fields[0][0] > fields[1][0] && fields[1][0] > fields[2][0]);
+
+    let other = sandbox.path().join("other.yaml");
+    std::fs::write(
+        &other,
+        "stages:\n  x:\n    uses: cmd\n    with: {run: 'true'}\n",
+    )
+    .unwrap();
+    assert!(sandbox.cli(&["run", "other.yaml"]).status.success());
+    assert_eq!(run_lines(&sandbox, &["runs", "pipeline.yaml"]).len(), 3);
+    assert_eq!(run_lines(&sandbox, &["runs", "other.yaml"]).len(), 1);
+
+    let record = std::fs::read_dir(sandbox.cache().join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .find(|t| t.contains("other.yaml"))
+        .unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    for field in [
+        "user",
+        "host",
+        "pipeline_hash",
+        "arguments",
+        "started_at",
+        "ended_at",
+    ] {
+        assert!(!record[field].is_null(), "{field} missing: {record}");
+    }
+    assert_eq!(record["instances"][0]["outcome"], "ran");
+    assert!(record["instances"][0]["key"].is_string());
+
+    sandbox.write(
+        "stages:\n  slow:\n    uses: cmd\n    with: {run: 'touch \"$PIPE_PROJECT/started\"; sleep 30'}\n",
+    );
+    let mut child = sandbox
+        .cli_command(&["run", "pipeline.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the slow run to start", Duration::from_secs(30), || {
+        sandbox.path().join("started").exists()
+    });
+    let running = run_lines(&sandbox, &["runs"]);
+    assert!(running[0].contains("running"), "{running:#?}");
+    kill9(child.id());
+    let _ = child.wait();
+    let after = run_lines(&sandbox, &["runs"]);
+    assert!(after[0].contains("interrupted"), "{after:#?}");
+}
