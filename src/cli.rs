@@ -83,6 +83,27 @@ pub enum Command {
     },
     /// List recorded runs, newest first (only those of FILE when given)
     Runs { file: Option<PathBuf> },
+    /// What changed between two runs (default: the last two runs of the newest run's pipeline)
+    Diff {
+        /// The older run (an id from `pipe runs`, or its first digits)
+        run_a: Option<String>,
+        /// The newer run (default: the newest)
+        run_b: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: DiffFormat,
+        /// Only parameter and input changes
+        #[arg(long)]
+        params: bool,
+        /// Only metric changes
+        #[arg(long)]
+        metrics: bool,
+    },
+    /// Why an instance ran or was reused in a run (default: the newest run that has it)
+    Why {
+        instance: String,
+        #[arg(long)]
+        run: Option<String>,
+    },
     /// Show the record, outputs and metrics of a stage's instances
     Show { file: PathBuf, stage: String },
     /// List the stage plugins and their parameters
@@ -118,6 +139,13 @@ fn positive_count(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{text}` is not a whole number")),
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    Table,
+    Md,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -271,6 +299,41 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         Command::Dag { file, format } => {
             let plan = Plan::load(registry, file)?;
             print!("{}", render_dag(&plan, *format));
+            Ok(0)
+        }
+        Command::Diff {
+            run_a,
+            run_b,
+            format,
+            params,
+            metrics,
+        } => {
+            let store = open_store(&cli.cache)?;
+            let (a, b) = pick_runs(&store, run_a.as_deref(), run_b.as_deref())?;
+            let diff = crate::compare::diff_runs(&store, &a, &b);
+            print_diff(&diff, *format, *params, *metrics)?;
+            Ok(0)
+        }
+        Command::Why { instance, run } => {
+            let store = open_store(&cli.cache)?;
+            let runs: Vec<RunRecord> = store
+                .runs()?
+                .into_iter()
+                .map(|(r, _)| r)
+                .filter(|r| !r.dry_run)
+                .collect();
+            let position = match run {
+                Some(id) => runs.iter().position(|r| r.id.starts_with(id.as_str())),
+                None => runs
+                    .iter()
+                    .position(|r| r.instances.iter().any(|i| &i.name == instance)),
+            }
+            .ok_or_else(|| anyhow::anyhow!("no recorded run has `{instance}` (see `pipe runs`)"))?;
+            let older: Vec<&RunRecord> = runs[position + 1..].iter().collect();
+            println!("{instance} in run {}:", runs[position].id);
+            for line in crate::compare::why(&store, &runs[position], &older, instance) {
+                println!("  {line}");
+            }
             Ok(0)
         }
         Command::Runs { file } => {
@@ -448,6 +511,103 @@ fn run_instances(summary: &RunSummary) -> Vec<RunInstance> {
             }
         })
         .collect()
+}
+
+/// The two runs `pipe diff` compares: the given ids (or prefixes), else the last two (non-dry)
+/// runs of the pipeline file of the newest one.
+fn pick_runs(store: &Store, a: Option<&str>, b: Option<&str>) -> Result<(RunRecord, RunRecord)> {
+    let runs: Vec<RunRecord> = store
+        .runs()?
+        .into_iter()
+        .map(|(r, _)| r)
+        .filter(|r| !r.dry_run && r.ended_at.is_some())
+        .collect();
+    let find = |id: &str| -> Result<RunRecord> {
+        let found: Vec<&RunRecord> = runs.iter().filter(|r| r.id.starts_with(id)).collect();
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => anyhow::bail!("no finished run `{id}` (see `pipe runs`)"),
+            _ => anyhow::bail!("`{id}` names {} runs; give more digits", found.len()),
+        }
+    };
+    match (a, b) {
+        (Some(a), Some(b)) => Ok((find(a)?, find(b)?)),
+        (Some(a), None) => {
+            let newest = runs
+                .first()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no finished run recorded"))?;
+            Ok((find(a)?, newest))
+        }
+        _ => {
+            let newest = runs
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("no finished run recorded"))?;
+            let previous = runs[1..]
+                .iter()
+                .find(|r| r.pipeline == newest.pipeline)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "only one finished run of {}; name two runs",
+                        newest.pipeline.display()
+                    )
+                })?;
+            Ok((previous.clone(), newest.clone()))
+        }
+    }
+}
+
+fn print_diff(
+    diff: &crate::compare::RunDiff,
+    format: DiffFormat,
+    only_params: bool,
+    only_metrics: bool,
+) -> Result<()> {
+    if format == DiffFormat::Json {
+        println!("{}", serde_json::to_string_pretty(diff)?);
+        return Ok(());
+    }
+    let (bullet, indent) = match format {
+        DiffFormat::Md => ("- ", "  - "),
+        _ => ("", "    "),
+    };
+    println!("runs {} → {}", diff.from, diff.to);
+    let show_all = !only_params && !only_metrics;
+    if show_all {
+        for name in &diff.added {
+            println!("{bullet}added: {name}");
+        }
+        for name in &diff.removed {
+            println!("{bullet}removed: {name}");
+        }
+    }
+    for change in &diff.changed {
+        println!("{bullet}changed: {}", change.instance);
+        if show_all || only_params {
+            for line in &change.params {
+                println!("{indent}{line}");
+            }
+            for line in &change.inputs {
+                println!("{indent}input {line}");
+            }
+        }
+        if show_all || only_metrics {
+            for (name, old, new) in &change.metrics {
+                println!("{indent}metric {name}: {old} → {new} ({:+})", new - old);
+            }
+        }
+        if show_all {
+            for (output, same) in &change.outputs {
+                let what = if *same { "byte-identical" } else { "changed" };
+                println!("{indent}output {output}: {what}");
+            }
+            if let Some(note) = &change.note {
+                println!("{indent}{note}");
+            }
+        }
+    }
+    println!("{bullet}{} unchanged", diff.unchanged);
+    Ok(())
 }
 
 /// `pipe runs`: one line per run, newest first.

@@ -91,3 +91,39 @@ fn every_run_is_recorded_newest_first_and_a_killed_run_is_interrupted() {
     let after = run_lines(&sandbox, &["runs"]);
     assert!(after[0].contains("interrupted"), "{after:#?}");
 }
+
+#[test]
+fn diff_and_why_explain_an_edit_from_the_records() {
+    let sandbox = Sandbox::new();
+    let hello = crate::engine::caching::HELLO;
+    sandbox.write(hello);
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    let greeting = hello.replace("greeting: hello", "greeting: hi");
+    sandbox.write(&greeting);
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    let delta = greeting.replace("gamma", "delta");
+    sandbox.write(&delta);
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    assert_eq!(run_lines(&sandbox, &["runs"]).len(), 3);
+
+    let diff = stdout(&sandbox.cli(&["diff"]));
+    assert!(diff.contains("added: words[delta]"), "{diff}");
+    assert!(diff.contains("removed: words[gamma]"), "{diff}");
+    assert!(diff.contains("changed: joined"), "{diff}");
+    assert!(diff.contains("input c: new bytes"), "{diff}");
+    assert!(diff.contains("output all: changed"), "{diff}");
+
+    let why = stdout(&sandbox.cli(&["why", "joined"]));
+    assert!(why.contains("ran: its key changed"), "{why}");
+    assert!(why.contains("input c: new bytes"), "{why}");
+    assert!(!why.contains("input a:"), "only c changed: {why}");
+
+    // The first edit changed a parameter of every `words` instance: `why` names it.
+    let runs = run_lines(&sandbox, &["runs"]);
+    let second: &str = runs[1].split_whitespace().next().unwrap();
+    let why = stdout(&sandbox.cli(&["why", "words[alpha]", "--run", second]));
+    assert!(why.contains("params.run:"), "{why}");
+    let json = stdout(&sandbox.cli(&["diff", "--format", "json"]));
+    let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["added"][0], "words[delta]");
+}

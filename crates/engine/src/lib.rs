@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod cmd;
+pub mod compare;
 pub mod exec;
 pub mod plan;
 pub mod spec;

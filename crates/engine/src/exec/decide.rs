@@ -186,7 +186,7 @@ pub(crate) fn why_new_key(store: &Store, instance: &Instance, material: &KeyMate
 }
 
 /// Dotted names of the parameters that differ (`outputs.text`, `lr`).
-fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+pub fn changed_keys(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
     fn walk(prefix: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
         match (old, new) {
             (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {

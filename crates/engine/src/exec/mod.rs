@@ -21,7 +21,7 @@ use std::time::Instant;
 use crate::plan::Plan;
 use crate::store::{OutputRecord, Store, StoreError};
 
-pub use decide::{key_material, lookup, Lookup, Reason};
+pub use decide::{changed_keys, key_material, lookup, Lookup, Reason};
 pub use slurm::{SlurmError, SlurmOptions, SlurmStats};
 pub use worker::{execute_described, JobDescription, WorkerError};
 
