@@ -98,6 +98,11 @@ pub enum Command {
         #[arg(long)]
         metrics: bool,
     },
+    /// Experiments: `pipe exp show FILE` tabulates a run's instances
+    Exp {
+        #[command(subcommand)]
+        command: ExpCommand,
+    },
     /// Why an instance ran or was reused in a run (default: the newest run that has it)
     Why {
         instance: String,
@@ -139,6 +144,30 @@ fn positive_count(text: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{text}` is not a whole number")),
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExpCommand {
+    /// One row per instance: matrix values, the parameters that differ, headline metrics
+    Show {
+        file: PathBuf,
+        /// The run (an id or its first digits; default: the newest finished run of FILE)
+        #[arg(long)]
+        run: Option<String>,
+        /// Order each stage's rows by this metric, largest first
+        #[arg(long)]
+        sort: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ExpFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExpFormat {
+    Table,
+    Csv,
+    Json,
+    Md,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -312,6 +341,37 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             let (a, b) = pick_runs(&store, run_a.as_deref(), run_b.as_deref())?;
             let diff = crate::compare::diff_runs(&store, &a, &b);
             print_diff(&diff, *format, *params, *metrics)?;
+            Ok(0)
+        }
+        Command::Exp {
+            command:
+                ExpCommand::Show {
+                    file,
+                    run,
+                    sort,
+                    format,
+                },
+        } => {
+            let plan = Plan::load(registry, file)?;
+            let store = open_store(&cli.cache)?;
+            let path = file.canonicalize().unwrap_or_else(|_| file.clone());
+            let record = store
+                .runs()?
+                .into_iter()
+                .map(|(r, _)| r)
+                .filter(|r| !r.dry_run && r.ended_at.is_some())
+                .find(|r| match run {
+                    Some(id) => r.id.starts_with(id.as_str()),
+                    None => r.pipeline == path,
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no finished run of {} recorded (run it first; `pipe runs` lists runs)",
+                        file.display()
+                    )
+                })?;
+            let tables = crate::experiments::tables(&plan, &store, &record, sort.as_deref());
+            print_tables(&tables, *format)?;
             Ok(0)
         }
         Command::Why { instance, run } => {
@@ -607,6 +667,72 @@ fn print_diff(
         }
     }
     println!("{bullet}{} unchanged", diff.unchanged);
+    Ok(())
+}
+
+fn print_tables(tables: &[crate::experiments::StageTable], format: ExpFormat) -> Result<()> {
+    match format {
+        ExpFormat::Json => println!("{}", serde_json::to_string_pretty(tables)?),
+        ExpFormat::Csv => {
+            // Flexible: each stage has its own columns, and its own header row.
+            let mut writer = csv::WriterBuilder::new()
+                .flexible(true)
+                .from_writer(std::io::stdout());
+            for table in tables {
+                let mut header = vec!["stage".to_string()];
+                header.extend(table.columns.iter().cloned());
+                writer.write_record(&header)?;
+                for row in &table.rows {
+                    let mut line = vec![table.stage.clone()];
+                    line.extend(row.iter().cloned());
+                    writer.write_record(&line)?;
+                }
+            }
+            writer.flush()?;
+        }
+        ExpFormat::Md => {
+            for table in tables {
+                println!("### {}\n", table.stage);
+                println!("| {} |", table.columns.join(" | "));
+                println!("|{}", " --- |".repeat(table.columns.len()));
+                for row in &table.rows {
+                    println!("| {} |", row.join(" | "));
+                }
+                println!();
+            }
+        }
+        ExpFormat::Table => {
+            for table in tables {
+                let widths: Vec<usize> = (0..table.columns.len())
+                    .map(|c| {
+                        table
+                            .rows
+                            .iter()
+                            .map(|r| r[c].chars().count())
+                            .chain([table.columns[c].chars().count()])
+                            .max()
+                            .unwrap_or(0)
+                    })
+                    .collect();
+                let line = |cells: &[String]| {
+                    cells
+                        .iter()
+                        .zip(&widths)
+                        .map(|(c, w)| format!("{c:<w$}"))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                        .trim_end()
+                        .to_string()
+                };
+                println!("{}", table.stage);
+                println!("  {}", line(&table.columns));
+                for row in &table.rows {
+                    println!("  {}", line(row));
+                }
+                println!();
+            }
+        }
+    }
     Ok(())
 }
 

@@ -8,8 +8,8 @@
 pub mod cli;
 
 pub use pipe_engine::{
-    cmd, compare, exec, plan, run, run_with, spec, stage, store, Event, EventRecord, Executor,
-    Outcome, Plan, Registry, RunOptions, RunSummary, Store,
+    cmd, compare, exec, experiments, plan, run, run_with, spec, stage, store, Event, EventRecord,
+    Executor, Outcome, Plan, Registry, RunOptions, RunSummary, Store,
 };
 pub use pipe_thesis::{analysis, data, graph, nn, report, stages, stats};
 

@@ -127,3 +127,30 @@ fn diff_and_why_explain_an_edit_from_the_records() {
     let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(parsed["added"][0], "words[delta]");
 }
+
+#[test]
+fn exp_show_tabulates_the_base_models_test_accuracy() {
+    let sandbox = Sandbox::new();
+    let ci = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/ci.yaml");
+    assert!(sandbox.cli(&["run", ci]).status.success());
+    let table = stdout(&sandbox.cli(&["exp", "show", ci]));
+    let base: Vec<&str> = table
+        .lines()
+        .skip_while(|l| *l != "base")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(base[0].contains("test_acc"), "{table}");
+    assert_eq!(base.len(), 5, "a header and four models: {table}");
+    for variant in ["rnn_tanh", "rnn_relu", "lstm", "gru"] {
+        assert!(base.iter().any(|l| l.contains(&format!("base[{variant}]"))));
+    }
+    let csv = stdout(&sandbox.cli(&["exp", "show", ci, "--format", "csv", "--sort", "test_acc"]));
+    let rows: Vec<&str> = csv.lines().filter(|l| l.starts_with("base,")).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    let accuracies: Vec<f64> = rows
+        .iter()
+        .map(|r| r.rsplit(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(accuracies.windows(2).all(|w| w[0] >= w[1]), "sorted: {csv}");
+}

@@ -8,6 +8,7 @@ pub mod atomic;
 pub mod cmd;
 pub mod compare;
 pub mod exec;
+pub mod experiments;
 pub mod plan;
 pub mod spec;
 pub mod stage;

@@ -202,6 +202,9 @@ pub trait Plugin: Send + Sync + 'static {
     /// otherwise two instances with equal parameters, seed and inputs share one result. A
     /// plugin that uses the name only in log messages leaves this `false`.
     const OBSERVES_INSTANCE: bool = false;
+    /// The metrics `pipe exp show` puts in its table (a trailing `*` matches a prefix); empty
+    /// shows every metric the plugin records.
+    const HEADLINE_METRICS: &'static [&'static str] = &[];
 
     fn inputs(&self) -> InputSpec {
         InputSpec::Any
@@ -228,6 +231,7 @@ pub trait Stage: Send + Sync {
     fn version(&self) -> u32;
     fn about(&self) -> &'static str;
     fn observes_instance(&self) -> bool;
+    fn headline_metrics(&self) -> &'static [&'static str];
     fn inputs(&self) -> InputSpec;
     fn params_schema(&self) -> schemars::Schema;
     fn resolve(&self, with: &serde_yaml::Value) -> Result<Resolved, Vec<ParamError>>;
@@ -246,6 +250,9 @@ impl<P: Plugin> Stage for P {
     }
     fn observes_instance(&self) -> bool {
         P::OBSERVES_INSTANCE
+    }
+    fn headline_metrics(&self) -> &'static [&'static str] {
+        P::HEADLINE_METRICS
     }
     fn inputs(&self) -> InputSpec {
         Plugin::inputs(self)

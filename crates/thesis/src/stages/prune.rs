@@ -195,6 +195,7 @@ impl Plugin for Prune {
     type Params = PruneParams;
     const KIND: &'static str = "rnn.prune";
     const VERSION: u32 = 3;
+    const HEADLINE_METRICS: &'static [&'static str] = &["unpruned_test_acc", "safe_level"];
     const ABOUT: &'static str =
         "Prune a trained model's recurrent weights by magnitude at several levels and retrain each";
 

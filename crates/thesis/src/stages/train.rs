@@ -106,6 +106,7 @@ impl Plugin for Train {
     type Params = TrainParams;
     const KIND: &'static str = "rnn.train";
     const VERSION: u32 = 1;
+    const HEADLINE_METRICS: &'static [&'static str] = &["test_acc", "train_acc", "epochs"];
     const ABOUT: &'static str =
         "Train a masked RNN/LSTM/GRU classifier (Embedding → L recurrent layers → Linear)";
 
