@@ -62,6 +62,13 @@ pub enum Command {
         /// Where instances run (default: settings.executor, else local)
         #[arg(long, value_enum)]
         executor: Option<ExecutorArg>,
+        /// Override a parameter or variable without editing the file (repeatable; VALUE is YAML)
+        #[arg(
+            short = 'S',
+            long = "set",
+            value_name = "STAGE.PARAM=VALUE|vars.NAME=VALUE"
+        )]
+        set: Vec<String>,
     },
     /// Run one submitted instance (what a SLURM job calls); exit 0 done, 1 failed, 3 the cache
     /// is not visible on this node
@@ -260,8 +267,10 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             only,
             dry_run,
             executor,
+            set,
         } => {
-            let plan = Plan::load(registry, file)?;
+            let source = crate::spec::SourceFile::load(file)?.with_overrides(set)?;
+            let plan = Plan::from_source(registry, source)?;
             let store = open_store(&cli.cache)?;
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let mut history = RunRecord::start(file, arguments, *dry_run);
@@ -296,6 +305,12 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                 artifacts: cli.artifacts.clone(),
             };
             let executor = choose_executor(&plan, *executor)?;
+            if !set.is_empty() && matches!(executor, exec::Executor::Slurm(_)) {
+                // SLURM workers plan from the file's text, which does not have the overrides.
+                anyhow::bail!(
+                    "`-S` overrides do not work with the SLURM executor yet; edit the file instead"
+                );
+            }
             let display = Display::new();
             let result = exec::run_with(&plan, &store, &options, &executor, &|event| {
                 display.handle(event)

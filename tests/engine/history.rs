@@ -154,3 +154,41 @@ fn exp_show_tabulates_the_base_models_test_accuracy() {
         .collect();
     assert!(accuracies.windows(2).all(|w| w[0] >= w[1]), "sorted: {csv}");
 }
+
+#[test]
+fn set_overrides_rerun_exactly_what_they_reach_and_bad_ones_are_refused() {
+    let sandbox = Sandbox::new();
+    sandbox.write(crate::engine::caching::HELLO);
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    let out = sandbox.cli(&["run", "pipeline.yaml", "-S", "joined.env.X=one"]);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("1 ran, 3 cached"), "{}", stdout(&out));
+    let out = sandbox.cli(&["run", "pipeline.yaml", "-S", "vars.greeting=hey"]);
+    assert!(stdout(&out).contains("4 ran, 0 cached"), "{}", stdout(&out));
+    assert!(sandbox
+        .read_artifact("joined/all.txt")
+        .starts_with("hey alpha"));
+    // `status` reports on the file alone, whose results the first run cached.
+    let status = stdout(&sandbox.cli(&["status", "pipeline.yaml"]));
+    assert!(status.contains("0 of 4 instances would run"), "{status}");
+
+    for (set, expected) in [
+        (
+            "wrds.run=x",
+            "in `-S wrds.run=x`: no stage `wrds`; did you mean `words`?",
+        ),
+        (
+            "words.rnu=x",
+            "in `-S words.rnu=x`: unknown parameter `rnu`",
+        ),
+        ("words[alpha].run=x", "names one instance"),
+    ] {
+        let out = sandbox.cli(&["run", "pipeline.yaml", "-S", set]);
+        assert_eq!(out.status.code(), Some(2), "{set}");
+        assert!(
+            crate::common::stderr(&out).contains(expected),
+            "{set}: {}",
+            crate::common::stderr(&out)
+        );
+    }
+}

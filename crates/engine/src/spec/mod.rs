@@ -6,6 +6,7 @@
 
 mod interpolate;
 mod location;
+mod overrides;
 mod resources;
 
 use std::fmt;
@@ -84,6 +85,8 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub spec: PipelineSpec,
     pub locations: LocationIndex,
+    /// `-S` overrides applied to `spec`: (dotted path they set, their text).
+    pub overrides: Vec<(String, String)>,
 }
 
 /// One problem in a pipeline file.
@@ -179,6 +182,7 @@ impl SourceFile {
                 path: path.to_path_buf(),
                 spec,
                 locations,
+                overrides: Vec::new(),
             }),
             Err(err) => {
                 let field = err.path().to_string();
@@ -211,6 +215,9 @@ impl SourceFile {
 
     /// A diagnostic pointing at the key at `path` (or its value, or a parent).
     pub fn at_key(&self, path: &str, message: String, help: Option<String>) -> Diagnostic {
+        if let Some(d) = self.in_override(path, &message, &help) {
+            return d;
+        }
         Diagnostic {
             file: self.path.clone(),
             pos: self
@@ -224,12 +231,32 @@ impl SourceFile {
 
     /// A diagnostic pointing at the value at `path`.
     pub fn at_value(&self, path: &str, message: String, help: Option<String>) -> Diagnostic {
+        if let Some(d) = self.in_override(path, &message, &help) {
+            return d;
+        }
         Diagnostic {
             file: self.path.clone(),
             pos: self.locations.value(path),
             message,
             help,
         }
+    }
+}
+
+impl SourceFile {
+    /// A problem at a path an override set is the override's, not the file's: it is named by
+    /// its text instead of a line and column.
+    fn in_override(&self, path: &str, message: &str, help: &Option<String>) -> Option<Diagnostic> {
+        let (_, text) = self
+            .overrides
+            .iter()
+            .find(|(set, _)| path == set || path.starts_with(&format!("{set}.")))?;
+        Some(Diagnostic {
+            file: self.path.clone(),
+            pos: None,
+            message: format!("in `-S {text}`: {message}"),
+            help: help.clone(),
+        })
     }
 }
 
