@@ -120,8 +120,19 @@ pub enum Command {
     Show { file: PathBuf, stage: String },
     /// List the stage plugins and their parameters
     Plugins,
-    /// Remove cached objects that no record reaches
-    Gc,
+    /// Remove cached objects that no record reaches; with --keep, also every record that neither
+    /// the named pipelines' current keys nor the last --runs runs reach
+    Gc {
+        /// Keep what this pipeline needs now (repeatable)
+        #[arg(long)]
+        keep: Vec<PathBuf>,
+        /// With --keep: also keep what the last N runs used
+        #[arg(long, default_value = "0")]
+        runs: usize,
+        /// Say what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Re-hash every cached output; remove damaged ones so they are recomputed
     Verify,
     /// Evaluate recurrent-model weights (PyTorch names) on a `string,valid` file
@@ -445,14 +456,38 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Gc => {
+        Command::Gc {
+            keep,
+            runs,
+            dry_run,
+        } => {
             let store = open_store(&cli.cache)?;
             let _lock = store.lock(|m| eprintln!("{m}"))?;
-            let report = store.gc()?;
+            let kept: Option<std::collections::HashSet<String>> = if keep.is_empty() {
+                None
+            } else {
+                let mut keys = std::collections::HashSet::new();
+                for file in keep {
+                    let plan = Plan::load(registry, file)?;
+                    keys.extend(exec::current_keys(&plan, &store));
+                }
+                for (run, _) in store
+                    .runs()?
+                    .into_iter()
+                    .filter(|(r, _)| !r.dry_run)
+                    .take(*runs)
+                {
+                    keys.extend(run.instances.into_iter().filter_map(|i| i.key));
+                }
+                Some(keys)
+            };
+            let report = store.gc_keeping(kept.as_ref(), *dry_run)?;
+            let verb = if *dry_run { "would remove" } else { "removed" };
             println!(
-                "removed {} objects ({}), {} staging and {} checkpoint directories; kept {} objects",
+                "{verb} {} objects ({}), {} records, {} staging and {} checkpoint directories; kept {} objects",
                 report.objects_removed,
                 human_bytes(report.bytes_freed),
+                report.records_removed,
                 report.staging_removed,
                 report.checkpoints_removed,
                 report.objects_kept

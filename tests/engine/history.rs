@@ -192,3 +192,38 @@ fn set_overrides_rerun_exactly_what_they_reach_and_bad_ones_are_refused() {
         );
     }
 }
+
+#[test]
+fn gc_keep_frees_superseded_results_and_keeps_what_the_pipeline_needs() {
+    let sandbox = Sandbox::new();
+    let hello = crate::engine::caching::HELLO;
+    sandbox.write(hello);
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    sandbox.write(&hello.replace("greeting: hello", "greeting: hi"));
+    assert!(sandbox.cli(&["run", "pipeline.yaml"]).status.success());
+    assert_eq!(sandbox.record_count(), 8);
+
+    let dry = stdout(&sandbox.cli(&["gc", "--keep", "pipeline.yaml", "--dry-run"]));
+    assert!(
+        dry.contains("would remove 4 objects") && dry.contains("4 records"),
+        "{dry}"
+    );
+    assert_eq!(sandbox.record_count(), 8, "a dry run removes nothing");
+
+    let with_last_two =
+        stdout(&sandbox.cli(&["gc", "--keep", "pipeline.yaml", "--runs", "2", "--dry-run"]));
+    assert!(
+        with_last_two.contains("would remove 0 objects"),
+        "{with_last_two}"
+    );
+
+    let gc = stdout(&sandbox.cli(&["gc", "--keep", "pipeline.yaml"]));
+    assert!(
+        gc.contains("removed 4 objects") && gc.contains("4 records"),
+        "{gc}"
+    );
+    assert_eq!(sandbox.record_count(), 4);
+    let again = stdout(&sandbox.cli(&["run", "pipeline.yaml"]));
+    assert!(again.contains("0 ran, 4 cached"), "{again}");
+    assert_eq!(sandbox.cli(&["verify"]).status.code(), Some(0));
+}

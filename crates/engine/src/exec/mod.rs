@@ -649,3 +649,25 @@ pub fn status(
     }
     Ok(out)
 }
+
+/// The keys the plan's instances have now, for those whose inputs are all in the cache (what
+/// `pipe gc --keep FILE` keeps). Reads the cache only.
+pub fn current_keys(plan: &Plan, store: &Store) -> Vec<String> {
+    let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
+    let label_of = |i: usize| {
+        let inst = &plan.instances[i];
+        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
+    };
+    let mut keys = Vec::new();
+    for &i in &plan.order {
+        let upstream = |u: usize| known[u].clone();
+        let Some(material) = key_material(&plan.instances[i], &upstream, &label_of) else {
+            continue;
+        };
+        if let Ok(Some(record)) = store.record(&material.key()) {
+            keys.push(record.key.clone());
+            known[i] = Some(record.outputs);
+        }
+    }
+    keys
+}

@@ -17,6 +17,8 @@ pub struct GcReport {
     pub checkpoints_removed: usize,
     /// Temporary files of writes that were interrupted (a kill, a full disk).
     pub temporaries_removed: usize,
+    /// Records dropped because `--keep` did not reach them.
+    pub records_removed: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +75,27 @@ impl Store {
     /// Removes objects that no record reaches, leftover staging directories, and checkpoints of
     /// instances that have finished. Call with the cache lock held.
     pub fn gc(&self) -> Result<GcReport> {
-        let records = self.records()?;
+        self.gc_keeping(None, false)
+    }
+
+    /// [`Store::gc`], but with `keep` also dropping every record whose key it does not hold
+    /// (and so the objects only those reached). With `dry_run` nothing is removed: the report
+    /// says what would be.
+    pub fn gc_keeping(&self, keep: Option<&HashSet<String>>, dry_run: bool) -> Result<GcReport> {
+        let mut records = self.records()?;
+        let mut dropped = 0;
+        if let Some(keep) = keep {
+            records.retain(|record| {
+                let kept = keep.contains(&record.key);
+                if !kept {
+                    dropped += 1;
+                    if !dry_run {
+                        self.discard_record(&record.key);
+                    }
+                }
+                kept
+            });
+        }
         let mut live: HashSet<String> = HashSet::new();
         let finished: HashSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
         for record in &records {
@@ -86,7 +108,10 @@ impl Store {
                 }
             }
         }
-        let mut report = GcReport::default();
+        let mut report = GcReport {
+            records_removed: dropped,
+            ..GcReport::default()
+        };
         let objects = self.root().join("objects");
         for shard in fs::read_dir(&objects).map_err(io_err("cannot list objects", &objects))? {
             let shard = shard
@@ -108,12 +133,18 @@ impl Store {
                     continue;
                 }
                 let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                if fs::remove_file(&path).is_ok() {
+                if dry_run {
+                    report.objects_removed += 1;
+                    report.bytes_freed += size;
+                } else if fs::remove_file(&path).is_ok() {
                     report.objects_removed += 1;
                     report.bytes_freed += size;
                 }
             }
             let _ = fs::remove_dir(&shard); // only succeeds when empty
+        }
+        if dry_run {
+            return Ok(report);
         }
         report.staging_removed = self.clear_staging()?;
         for sub in ["records", "instances"] {
