@@ -133,15 +133,14 @@ impl Store {
                     continue;
                 }
                 let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                if dry_run {
-                    report.objects_removed += 1;
-                    report.bytes_freed += size;
-                } else if fs::remove_file(&path).is_ok() {
+                if dry_run || fs::remove_file(&path).is_ok() {
                     report.objects_removed += 1;
                     report.bytes_freed += size;
                 }
             }
-            let _ = fs::remove_dir(&shard); // only succeeds when empty
+            if !dry_run {
+                let _ = fs::remove_dir(&shard); // only succeeds when empty
+            }
         }
         if dry_run {
             return Ok(report);
