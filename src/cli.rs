@@ -382,10 +382,8 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             let store = open_store(&cli.cache)?;
             let path = file.canonicalize().unwrap_or_else(|_| file.clone());
             let record = store
-                .runs()?
+                .finished_runs()?
                 .into_iter()
-                .map(|(r, _)| r)
-                .filter(|r| !r.dry_run && r.ended_at.is_some())
                 .find(|r| match run {
                     Some(id) => r.id.starts_with(id.as_str()),
                     None => r.pipeline == path,
@@ -402,12 +400,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         }
         Command::Why { instance, run } => {
             let store = open_store(&cli.cache)?;
-            let runs: Vec<RunRecord> = store
-                .runs()?
-                .into_iter()
-                .map(|(r, _)| r)
-                .filter(|r| !r.dry_run)
-                .collect();
+            let runs = store.finished_runs()?;
             let position = match run {
                 Some(id) => runs.iter().position(|r| r.id.starts_with(id.as_str())),
                 None => runs
@@ -626,12 +619,7 @@ fn run_instances(summary: &RunSummary) -> Vec<RunInstance> {
 /// The two runs `pipe diff` compares: the given ids (or prefixes), else the last two (non-dry)
 /// runs of the pipeline file of the newest one.
 fn pick_runs(store: &Store, a: Option<&str>, b: Option<&str>) -> Result<(RunRecord, RunRecord)> {
-    let runs: Vec<RunRecord> = store
-        .runs()?
-        .into_iter()
-        .map(|(r, _)| r)
-        .filter(|r| !r.dry_run && r.ended_at.is_some())
-        .collect();
+    let runs = store.finished_runs()?;
     let find = |id: &str| -> Result<RunRecord> {
         let found: Vec<&RunRecord> = runs.iter().filter(|r| r.id.starts_with(id)).collect();
         match found.as_slice() {

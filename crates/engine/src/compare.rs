@@ -45,7 +45,7 @@ fn text(value: Option<&serde_json::Value>) -> String {
 }
 
 /// The value at a dotted path of a JSON object.
-fn at<'v>(value: &'v serde_json::Value, dotted: &str) -> Option<&'v serde_json::Value> {
+pub(crate) fn at<'v>(value: &'v serde_json::Value, dotted: &str) -> Option<&'v serde_json::Value> {
     dotted.split('.').try_fold(value, |v, key| v.get(key))
 }
 
@@ -160,12 +160,6 @@ pub fn diff_runs(store: &Store, a: &RunRecord, b: &RunRecord) -> RunDiff {
     diff
 }
 
-fn load(store: &Store, key: Option<&str>) -> Option<Record> {
-    let key = key?;
-    let hash = blake3::Hash::from_hex(key).ok()?;
-    store.record(&crate::store::Key(hash)).ok().flatten()
-}
-
 fn instance_change(
     store: &Store,
     name: &str,
@@ -180,7 +174,10 @@ fn instance_change(
         outputs: BTreeMap::new(),
         note: None,
     };
-    let (Some(old), Some(new)) = (load(store, old_key), load(store, new_key)) else {
+    let (Some(old), Some(new)) = (
+        old_key.and_then(|k| store.record_by_hex(k)),
+        new_key.and_then(|k| store.record_by_hex(k)),
+    ) else {
         change.note = Some(format!(
             "key {} → {}; a record is no longer in the cache (gc?) or the instance did not finish",
             old_key.map_or("-".into(), short),

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::compare::at;
 use crate::exec::changed_keys;
 use crate::plan::Plan;
 use crate::spec::scalar_text;
-use crate::store::{Key, Record, RunRecord, Store};
+use crate::store::{Record, RunRecord, Store};
 
 /// One stage's rows, all with the same columns.
 #[derive(Debug, Clone, Serialize)]
@@ -31,21 +32,12 @@ fn cell(value: Option<&serde_json::Value>) -> String {
     }
 }
 
-fn at<'v>(value: &'v serde_json::Value, dotted: &str) -> Option<&'v serde_json::Value> {
-    dotted.split('.').try_fold(value, |v, key| v.get(key))
-}
-
 fn headline(patterns: &[&str], name: &str) -> bool {
     patterns.is_empty()
         || patterns.iter().any(|p| match p.strip_suffix('*') {
             Some(prefix) => name.starts_with(prefix),
             None => *p == name,
         })
-}
-
-fn load(store: &Store, key: Option<&str>) -> Option<Record> {
-    let hash = blake3::Hash::from_hex(key?).ok()?;
-    store.record(&Key(hash)).ok().flatten()
 }
 
 /// The tables of `run` for the stages of `plan`, in file order; `sort` orders each stage's rows
@@ -62,7 +54,12 @@ pub fn tables(plan: &Plan, store: &Store, run: &RunRecord, sort: Option<&str>) -
         let records: Vec<(_, Option<Record>)> = instances
             .iter()
             .filter(|i| keys.contains_key(i.name.as_str()))
-            .map(|i| (*i, load(store, keys[i.name.as_str()])))
+            .map(|i| {
+                (
+                    *i,
+                    keys[i.name.as_str()].and_then(|k| store.record_by_hex(k)),
+                )
+            })
             .collect();
         if records.is_empty() {
             continue;

@@ -56,11 +56,12 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The key material of an instance, given the outputs of its upstream instances.
+/// The key material of an instance, given the outputs of its upstream instances; `all` is the
+/// plan's instances, whose labels name a fan-in's entries.
 pub fn key_material(
     instance: &Instance,
     upstream: &dyn Fn(usize) -> Option<BTreeMap<String, OutputRecord>>,
-    label_of: &dyn Fn(usize) -> String,
+    all: &[Instance],
 ) -> Option<KeyMaterial> {
     let mut inputs = BTreeMap::new();
     for (name, binding) in &instance.inputs {
@@ -71,7 +72,7 @@ pub fn key_material(
             InputBinding::Many { instances, output } => {
                 let mut map = BTreeMap::new();
                 for &i in instances {
-                    map.insert(label_of(i), upstream(i)?.get(output)?.hash.clone());
+                    map.insert(all[i].entry_label(), upstream(i)?.get(output)?.hash.clone());
                 }
                 InputHash::Many(map)
             }

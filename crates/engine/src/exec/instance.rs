@@ -217,11 +217,7 @@ impl Job<'_> {
                     let mut entries = Vec::new();
                     for &up in instances {
                         let record = output_of(up, output)?;
-                        let upstream = &self.plan.instances[up];
-                        let label = upstream
-                            .label
-                            .clone()
-                            .unwrap_or_else(|| upstream.stage.clone());
+                        let label = self.plan.instances[up].entry_label();
                         let dest = dir.join(&label);
                         self.store
                             .materialize(&record, &dest)

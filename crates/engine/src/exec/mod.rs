@@ -401,10 +401,6 @@ impl<'p> Schedule<'p> {
         observe(Event::Planned {
             total: self.selected.len(),
         });
-        let label_of = |i: usize| {
-            let inst = &plan.instances[i];
-            inst.label.clone().unwrap_or_else(|| inst.stage.clone())
-        };
         let mut queue: VecDeque<instance::Job<'p>> = VecDeque::new();
         let mut claimed: std::collections::HashMap<crate::store::Key, usize> =
             std::collections::HashMap::new();
@@ -446,7 +442,7 @@ impl<'p> Schedule<'p> {
                         State::Done(outputs) => Some(outputs.clone()),
                         _ => None,
                     };
-                    let Some(material) = key_material(instance, &upstream, &label_of) else {
+                    let Some(material) = key_material(instance, &upstream, &plan.instances) else {
                         continue;
                     };
                     let inputs: BTreeMap<usize, BTreeMap<String, OutputRecord>> = instance
@@ -602,14 +598,10 @@ pub fn status(
     let (_, forced) = selection(plan, &[], force)?;
     let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
     let mut out = Vec::new();
-    let label_of = |i: usize| {
-        let inst = &plan.instances[i];
-        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
-    };
     for &i in &plan.order {
         let instance = &plan.instances[i];
         let upstream = |u: usize| known[u].clone();
-        let status = match key_material(instance, &upstream, &label_of) {
+        let status = match key_material(instance, &upstream, &plan.instances) {
             None => Status::AfterUpstream(
                 instance
                     .deps
@@ -654,14 +646,10 @@ pub fn status(
 /// `pipe gc --keep FILE` keeps). Reads the cache only.
 pub fn current_keys(plan: &Plan, store: &Store) -> Vec<String> {
     let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
-    let label_of = |i: usize| {
-        let inst = &plan.instances[i];
-        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
-    };
     let mut keys = Vec::new();
     for &i in &plan.order {
         let upstream = |u: usize| known[u].clone();
-        let Some(material) = key_material(&plan.instances[i], &upstream, &label_of) else {
+        let Some(material) = key_material(&plan.instances[i], &upstream, &plan.instances) else {
             continue;
         };
         if let Ok(Some(record)) = store.record(&material.key()) {

@@ -220,11 +220,7 @@ pub fn execute_described(
             .ok_or_else(|| WorkerError::UnknownInstance(name.clone()))?;
         upstream.insert(index, outputs.clone());
     }
-    let label_of = |i: usize| {
-        let inst = &plan.instances[i];
-        inst.label.clone().unwrap_or_else(|| inst.stage.clone())
-    };
-    let material = key_material(instance, &|u| upstream.get(&u).cloned(), &label_of);
+    let material = key_material(instance, &|u| upstream.get(&u).cloned(), &plan.instances);
     let actual = material.as_ref().map(|m| m.key().hex()).unwrap_or_default();
     let Some(material) = material.filter(|_| actual == key) else {
         return Err(WorkerError::KeyChanged {

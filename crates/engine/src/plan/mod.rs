@@ -58,6 +58,11 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The instance's entry in a fan-in (its label, or the stage name without a matrix).
+    pub fn entry_label(&self) -> String {
+        self.label.clone().unwrap_or_else(|| self.stage.clone())
+    }
+
     /// Relative artifact directory: `<stage>` or `<stage>/<label>`.
     pub fn artifact_dir(&self) -> String {
         match &self.label {

@@ -140,17 +140,17 @@ impl Store {
     /// Whether some process holds the lock of the key whose hex is `key_hex`.
     pub(crate) fn key_lock_held(&self, key_hex: &str) -> bool {
         let path = self.root().join("staging").join(format!("{key_hex}.lock"));
-        let Ok(file) = OpenOptions::new().write(true).open(&path) else {
-            return false;
-        };
-        matches!(file.try_lock(), Err(TryLockError::WouldBlock))
+        matches!(try_lock_file(&path), Some(Err(TryLockError::WouldBlock)))
     }
 }
 
 /// Whether the lock file at `path` is free (exists and nobody holds it).
 pub(crate) fn lock_file_free(path: &Path) -> bool {
-    OpenOptions::new()
-        .write(true)
-        .open(path)
-        .is_ok_and(|f| f.try_lock().is_ok())
+    matches!(try_lock_file(path), Some(Ok(())))
+}
+
+/// Tries (and at once releases) the lock file at `path`; `None` when it cannot be opened.
+fn try_lock_file(path: &Path) -> Option<Result<(), TryLockError>> {
+    let file = OpenOptions::new().write(true).open(path).ok()?;
+    Some(file.try_lock())
 }

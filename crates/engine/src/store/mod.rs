@@ -200,6 +200,12 @@ impl Store {
             .join(format!("{artifact_dir}.json"))
     }
 
+    /// The readable record of the key written as `hex` (as run records and indexes hold it).
+    pub fn record_by_hex(&self, hex: &str) -> Option<Record> {
+        let hash = blake3::Hash::from_hex(hex).ok()?;
+        self.record(&Key(hash)).ok().flatten()
+    }
+
     /// The record for `key`; a miss is `Ok(None)`, not an error.
     pub fn record(&self, key: &Key) -> Result<Option<Record>> {
         read_json(&self.record_path(key))

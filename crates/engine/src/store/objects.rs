@@ -3,7 +3,7 @@
 //! hash, and materializing them as artifacts.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{
     hash_file, hash_file_parallel, io_err, write_atomic, Manifest, ManifestEntry, OutputKind,
@@ -89,7 +89,7 @@ impl Store {
         if dest.exists() {
             fs::remove_file(path).map_err(io_err("cannot remove staged file", path))?;
         } else if meta.nlink() > 1 {
-            let tmp = unique_tmp(&dest);
+            let tmp = crate::atomic::temporary_path(&dest);
             let parent = dest.parent().unwrap_or(&self.root);
             fs::create_dir_all(parent).map_err(io_err("cannot create object directory", parent))?;
             let copied = copy_synced(path, &tmp).and_then(|()| {
@@ -179,7 +179,7 @@ impl Store {
             OutputKind::File => link_or_copy(&self.object_path(&output.hash), dest),
             OutputKind::Dir => {
                 let manifest = self.manifest(output)?;
-                let tmp = unique_tmp(dest);
+                let tmp = crate::atomic::temporary_path(dest);
                 let placed = (|| {
                     for entry in &manifest.entries {
                         link_or_copy(&self.object_path(&entry.hash), &tmp.join(&entry.path))?;
@@ -267,10 +267,6 @@ fn set_read_only(path: &Path) -> Result<()> {
     fs::set_permissions(path, perms).map_err(io_err("cannot make object read-only", path))
 }
 
-fn unique_tmp(dest: &Path) -> PathBuf {
-    crate::atomic::temporary_path(dest)
-}
-
 /// Removes whatever is at `dest` (a directory, a file, or a link, which is not followed).
 fn remove_existing(dest: &Path) -> Result<()> {
     match fs::symlink_metadata(dest) {
@@ -295,7 +291,7 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
     if fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
         fs::remove_dir_all(dest).map_err(io_err("cannot replace artifact", dest))?;
     }
-    let tmp = unique_tmp(dest);
+    let tmp = crate::atomic::temporary_path(dest);
     if fs::hard_link(src, &tmp).is_err() {
         fs::copy(src, &tmp).map_err(io_err("cannot copy artifact", dest))?;
     }

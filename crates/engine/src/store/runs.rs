@@ -136,6 +136,17 @@ impl Store {
         self.save_run(record)
     }
 
+    /// The runs that ran (not dry runs) and ended, newest first: what `diff`, `why` and
+    /// `exp show` compare.
+    pub fn finished_runs(&self) -> Result<Vec<RunRecord>> {
+        Ok(self
+            .runs()?
+            .into_iter()
+            .map(|(r, _)| r)
+            .filter(|r| !r.dry_run && r.ended_at.is_some())
+            .collect())
+    }
+
     /// Every run, newest first, with how it ended; unreadable records are skipped.
     pub fn runs(&self) -> Result<Vec<(RunRecord, RunState)>> {
         let dir = self.root().join("runs");
