@@ -1,3 +1,5 @@
+//! The `pipe` executable: the command line of [`pipe::cli`] with the built-in plugins.
+
 fn main() {
-    std::process::exit(pipe::cli::main());
+    pipe::cli::exit(pipe::cli::main());
 }

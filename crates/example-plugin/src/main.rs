@@ -55,5 +55,5 @@ impl Plugin for Upper {
 fn main() {
     let mut registry = pipe::registry();
     registry.register(Upper);
-    std::process::exit(pipe::cli::main_with(registry));
+    pipe::cli::exit(pipe::cli::main_with(registry));
 }

@@ -10,11 +10,14 @@
 //! - `structure`: randomly structured networks: libtorch one at a time vs the native kernels vs
 //!   padded libtorch groups, and the projected full sweep (about 5 min; `PIPE_BENCH_VARIANTS`,
 //!   `PIPE_BENCH_GROUPS`, `PIPE_BENCH_ALONE`, `PIPE_BENCH_BATCHES` narrow or widen it).
+//! - `scale`: no-op run, status, `exp show` and `diff` at 10,000 and 100,000 instances, each a
+//!   whole `pipe` process with its peak memory (targets at 100,000: ≤ 1 s, ≤ 200 MB).
 //! - `slurm [instances]`: 200 trivial instances through the local SLURM test cluster, one job
 //!   array vs one job each (skipped without a cluster).
 
 mod engine;
 mod prune;
+mod scale;
 mod slurm;
 mod structure;
 mod train;
@@ -22,6 +25,9 @@ mod train;
 use anyhow::{anyhow, Result};
 
 fn main() -> Result<()> {
+    if std::env::var_os(scale::AS_PIPE).is_some() {
+        pipe::cli::exit(pipe::cli::main_with(scale::registry()));
+    }
     let mut args = std::env::args().skip(1);
     let section = args.next();
     let scratch = tempfile::Builder::new().prefix("pipe-bench").tempdir()?;
@@ -29,6 +35,9 @@ fn main() -> Result<()> {
     let wants = |name: &str| all || section.as_deref() == Some(name);
     if wants("engine") {
         engine::run(scratch.path())?;
+    }
+    if wants("scale") {
+        scale::run(scratch.path())?;
     }
     if wants("train") {
         let sequences = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
@@ -50,10 +59,12 @@ fn main() -> Result<()> {
     if wants("structure") {
         structure::run()?;
     }
-    if let Some(name) = section
-        .filter(|s| !["engine", "train", "prune", "structure", "slurm"].contains(&s.as_str()))
-    {
-        anyhow::bail!("unknown section `{name}`; sections: engine, train, prune, structure, slurm");
+    if let Some(name) = section.filter(|s| {
+        !["engine", "scale", "train", "prune", "structure", "slurm"].contains(&s.as_str())
+    }) {
+        anyhow::bail!(
+            "unknown section `{name}`; sections: engine, scale, train, prune, structure, slurm"
+        );
     }
     Ok(())
 }

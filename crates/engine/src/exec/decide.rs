@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::plan::{InputBinding, Instance};
-use crate::store::{InputHash, KeyMaterial, OutputRecord, Record, Store};
+use crate::store::{Cached, InputHash, KeyMaterial, OutputRecord, Store};
 
 /// Why an instance runs. Shown by `pipe status` and in `-v` logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,8 @@ pub fn key_material(
 
 /// What the cache says about one instance whose key is known.
 pub enum Lookup {
-    Hit(Box<Record>),
+    /// Reusable: the key's outputs, every object intact.
+    Hit(BTreeMap<String, OutputRecord>),
     Miss(Reason),
 }
 
@@ -111,27 +112,20 @@ pub fn lookup(store: &Store, instance: &Instance, material: &KeyMaterial, forced
     if forced {
         return Lookup::Miss(Reason::Forced);
     }
-    match store.record(&key) {
-        Ok(Some(record)) => {
-            let mut damaged_outputs = Vec::new();
-            for (name, output) in &record.outputs {
-                let damaged = store.damaged_objects(output);
-                if !damaged.is_empty() {
-                    damaged.iter().for_each(|h| store.discard_object(h));
-                    damaged_outputs.push(name.clone());
-                }
+    match store.cached(&key) {
+        Ok(Some(Cached::Intact(outputs))) => Lookup::Hit(outputs),
+        Ok(Some(Cached::Damaged(damaged))) => {
+            let names: Vec<String> = damaged.iter().map(|(name, _)| name.clone()).collect();
+            tracing::warn!(
+                "{}: cached output {} is missing or corrupt; recomputing",
+                instance.name,
+                names.join(", ")
+            );
+            for hash in damaged.iter().flat_map(|(_, hashes)| hashes) {
+                store.discard_object(hash);
             }
-            if damaged_outputs.is_empty() {
-                Lookup::Hit(Box::new(record))
-            } else {
-                tracing::warn!(
-                    "{}: cached output {} is missing or corrupt; recomputing",
-                    instance.name,
-                    damaged_outputs.join(", ")
-                );
-                store.discard_record(&record.key);
-                Lookup::Miss(Reason::OutputDamaged(damaged_outputs))
-            }
+            store.discard_record(&key.hex());
+            Lookup::Miss(Reason::OutputDamaged(names))
         }
         Ok(None) => Lookup::Miss(why_new_key(store, instance, material)),
         Err(e) => {

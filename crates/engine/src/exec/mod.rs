@@ -264,6 +264,7 @@ pub fn run_with(
             schedule.drive(&mut backend, observe)?
         }
     };
+    store.save_index()?;
 
     let reports = plan
         .order
@@ -460,22 +461,19 @@ impl<'p> Schedule<'p> {
                     }
                     progressed = true;
                     match lookup(store, instance, &material, self.forced.contains(&i)) {
-                        Lookup::Hit(record) => {
-                            materialize(
-                                store,
-                                &options.artifacts,
-                                &instance.artifact_dir(),
-                                &record.outputs,
-                            )?;
+                        Lookup::Hit(outputs) => {
+                            let artifact_dir = instance.artifact_dir();
+                            materialize(store, &options.artifacts, &artifact_dir, &outputs)?;
                             let cutoff = instance.deps.iter().any(|&d| ran_this_run[d]);
-                            store.note_latest(&instance.artifact_dir(), &record.key)?;
+                            let hex = key.hex();
+                            store.note_latest(&artifact_dir, &hex)?;
                             let outcome = Outcome::Cached { cutoff };
                             observe(Event::Finished {
                                 instance: &instance.name,
                                 outcome: &outcome,
                             });
-                            outcomes[i] = Some((outcome, Some(record.key.clone())));
-                            state[i] = State::Done(record.outputs);
+                            outcomes[i] = Some((outcome, Some(hex)));
+                            state[i] = State::Done(outputs);
                         }
                         Lookup::Miss(reason) => {
                             state[i] = State::Queued;
@@ -614,21 +612,14 @@ pub fn status(
                 if forced.contains(&i) {
                     Status::WillRun(Reason::Forced)
                 } else {
-                    match store.record(&material.key()) {
-                        Ok(Some(record)) => {
-                            let damaged: Vec<String> = record
-                                .outputs
-                                .iter()
-                                .filter(|(_, o)| !store.output_intact(o))
-                                .map(|(n, _)| n.clone())
-                                .collect();
-                            if damaged.is_empty() {
-                                known[i] = Some(record.outputs);
-                                Status::UpToDate
-                            } else {
-                                Status::WillRun(Reason::OutputDamaged(damaged))
-                            }
+                    match store.cached(&material.key()) {
+                        Ok(Some(crate::store::Cached::Intact(outputs))) => {
+                            known[i] = Some(outputs);
+                            Status::UpToDate
                         }
+                        Ok(Some(crate::store::Cached::Damaged(damaged))) => Status::WillRun(
+                            Reason::OutputDamaged(damaged.into_iter().map(|(n, _)| n).collect()),
+                        ),
                         Ok(None) => {
                             Status::WillRun(decide::why_new_key(store, instance, &material))
                         }
@@ -652,8 +643,9 @@ pub fn current_keys(plan: &Plan, store: &Store) -> Vec<String> {
         let Some(material) = key_material(&plan.instances[i], &upstream, &plan.instances) else {
             continue;
         };
-        if let Ok(Some(record)) = store.record(&material.key()) {
-            keys.push(record.key.clone());
+        let key = material.key();
+        if let Ok(Some(record)) = store.indexed_record(&key) {
+            keys.push(key.hex());
             known[i] = Some(record.outputs);
         }
     }

@@ -225,6 +225,7 @@ impl Builder<'_> {
             let Some(combinations) = self.matrix(stage_name, &stage.foreach) else {
                 continue;
             };
+            let schema = plugin.params_schema();
             let mut indices = Vec::new();
             let mut labels: HashMap<String, String> = HashMap::new();
             for matrix in combinations {
@@ -285,7 +286,7 @@ impl Builder<'_> {
                         continue;
                     }
                 };
-                let resolved = match plugin.resolve(&with) {
+                let resolved = match plugin.resolve(&with, &schema) {
                     Ok(r) => r,
                     Err(errors) => {
                         for error in errors {
@@ -438,6 +439,9 @@ impl Builder<'_> {
 
     /// Hashes the project files a stage reads; a missing one is a diagnostic.
     fn hash_files(&mut self, stage: &str, files: &[String]) -> Vec<ExternalFile> {
+        if files.is_empty() {
+            return Vec::new();
+        }
         let dir = project_dir(&self.source.path);
         let mut out = Vec::new();
         for relative in files {

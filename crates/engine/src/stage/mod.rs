@@ -234,7 +234,13 @@ pub trait Stage: Send + Sync {
     fn headline_metrics(&self) -> &'static [&'static str];
     fn inputs(&self) -> InputSpec;
     fn params_schema(&self) -> schemars::Schema;
-    fn resolve(&self, with: &serde_yaml::Value) -> Result<Resolved, Vec<ParamError>>;
+    /// Validates and normalises one instance's `with:`; `schema` is this stage's
+    /// [`Stage::params_schema`], which the planner builds once per stage, not per instance.
+    fn resolve(
+        &self,
+        with: &serde_yaml::Value,
+        schema: &schemars::Schema,
+    ) -> Result<Resolved, Vec<ParamError>>;
     fn run(&self, ctx: &mut StageContext<'_>) -> Result<(), StageError>;
 }
 
@@ -261,9 +267,12 @@ impl<P: Plugin> Stage for P {
         schemars::schema_for!(P::Params)
     }
 
-    fn resolve(&self, with: &serde_yaml::Value) -> Result<Resolved, Vec<ParamError>> {
-        let schema = self.params_schema();
-        let mut errors = check_keys(&schema, with);
+    fn resolve(
+        &self,
+        with: &serde_yaml::Value,
+        schema: &schemars::Schema,
+    ) -> Result<Resolved, Vec<ParamError>> {
+        let mut errors = check_keys(schema, with);
         if !errors.is_empty() {
             return Err(errors);
         }

@@ -145,6 +145,11 @@ impl Store {
         if dry_run {
             return Ok(report);
         }
+        self.with_index(|index| {
+            index.retain_records(&finished);
+            index.retain_objects(&live);
+        });
+        self.save_index()?;
         report.staging_removed = self.clear_staging()?;
         for sub in ["records", "instances"] {
             report.temporaries_removed += remove_temporaries(&self.root().join(sub));
@@ -227,6 +232,7 @@ impl Store {
                 let _ = fs::remove_file(&path);
             }
         }
+        let mut intact: HashSet<String> = HashSet::new();
         for record in scan.records {
             report.records += 1;
             let mut broken = false;
@@ -250,7 +256,14 @@ impl Store {
             }
             if broken && repair {
                 self.discard_record(&record.key);
+            } else {
+                intact.insert(record.key);
             }
+        }
+        if repair {
+            // The index may only name records that exist and were found intact.
+            self.with_index(|index| index.retain_records(&intact));
+            self.save_index()?;
         }
         Ok(report)
     }

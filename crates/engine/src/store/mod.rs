@@ -9,12 +9,14 @@
 //! cache/checkpoints/<key>/      in-stage resume state, removed when the instance finishes
 //! cache/logs/<key>.log          the instance's log
 //! cache/runs/<id>.json          one record per `pipe run`: who, when, what, each instance's outcome
+//! cache/index.json              the record index: what a no-op run needs, in one read ([`index`])
 //! ```
 //! A record is written only after every object it names is in place, so a crash at any point
 //! leaves either a complete result or none.
 
 mod canonical;
 mod hashing;
+mod index;
 mod key;
 mod lock;
 mod maintenance;
@@ -24,11 +26,13 @@ mod runs;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
 pub use canonical::canonical_json;
 pub use hashing::{hash_file, hash_file_parallel};
+pub use index::{Cached, IndexedRecord};
 pub use key::{InputHash, Key, KeyMaterial};
 pub use lock::{CacheLock, KeyLock};
 pub use maintenance::{GcReport, RecordScan, VerifyProblem, VerifyReport};
@@ -136,6 +140,8 @@ pub struct Record {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Loaded on first use; shared by clones (the executor's threads).
+    index: Arc<Mutex<Option<index::Index>>>,
 }
 
 impl Store {
@@ -157,7 +163,10 @@ impl Store {
         let root = root
             .canonicalize()
             .map_err(io_err("cannot resolve cache directory", root))?;
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            index: Arc::default(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -218,23 +227,34 @@ impl Store {
             .join("records")
             .join(format!("{}.json", record.key));
         write_json_atomic(&key_path, record)?;
+        if let Ok(meta) = fs::metadata(&key_path) {
+            let entry = self.index_entry(index::Stamp::of(&meta), record.outputs.clone());
+            if entry.complete() {
+                self.with_index(|index| index.insert_record(&record.key, entry));
+            }
+        }
         self.note_latest(artifact_dir, &record.key)
     }
 
     /// Remembers `key` as what the instance at `artifact_dir` last produced.
     pub fn note_latest(&self, artifact_dir: &str, key: &str) -> Result<()> {
+        // Cache hits call this for every instance: the index spares them the file.
+        if self.with_index(|index| index.latest(artifact_dir) == Some(key)) {
+            return Ok(());
+        }
         let path = self.instance_index_path(artifact_dir);
         let entry = serde_json::json!({ "key": key });
-        // Cache hits call this for every instance: skip the synced write when nothing changed.
+        // Skip the synced write when nothing changed.
         if read_json::<serde_json::Value>(&path)
             .ok()
             .flatten()
             .as_ref()
-            == Some(&entry)
+            != Some(&entry)
         {
-            return Ok(());
+            write_json_atomic(&path, &entry)?;
         }
-        write_json_atomic(&path, &entry)
+        self.with_index(|index| index.note_latest(artifact_dir, key));
+        Ok(())
     }
 
     /// The record the instance at `artifact_dir` last produced, if it is still in the cache.
@@ -249,14 +269,10 @@ impl Store {
         read_json(&self.root.join("records").join(format!("{key}.json")))
     }
 
-    /// Moves a finished output (file or directory) into the object store.
-    ///
-    /// Only regular files and directories are stored. A symbolic link (anywhere in the output),
-    /// a FIFO, a socket or a device is refused before anything is moved, so an output can never
-    /// make `pipe` move, delete or change the permissions of a file outside `$PIPE_OUT`.
     /// Removes a record (its objects stay until `gc`).
     pub fn discard_record(&self, key: &str) {
         let _ = fs::remove_file(self.root.join("records").join(format!("{key}.json")));
+        self.with_index(|index| index.remove_record(key));
     }
 }
 

@@ -11,6 +11,11 @@ use super::{
 };
 
 impl Store {
+    /// Moves a finished output (file or directory) into the object store.
+    ///
+    /// Only regular files and directories are stored. A symbolic link (anywhere in the output),
+    /// a FIFO, a socket or a device is refused before anything is moved, so an output can never
+    /// make `pipe` move, delete or change the permissions of a file outside `$PIPE_OUT`.
     pub fn put_output(&self, path: &Path, relative: &str, name: &str) -> Result<OutputRecord> {
         let meta = fs::symlink_metadata(path).map_err(|_| StoreError::MissingOutput {
             name: name.to_string(),
@@ -199,6 +204,7 @@ impl Store {
     /// Removes an object found corrupt, so it is recomputed.
     pub fn discard_object(&self, hash: &str) {
         let _ = fs::remove_file(self.object_path(hash));
+        self.forget_object(hash);
     }
 }
 
