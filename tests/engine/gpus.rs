@@ -15,12 +15,12 @@ const FOUR_ON_TWO: &str = r#"stages:
       run: |
         start=$(date +%s.%N)
         sleep 0.6
-        printf '%s %s %s\n' "$start" "$(date +%s.%N)" "${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/held.txt"
+        printf '%s %s %s\n' "$start" "$(date +%s.%N)" "$${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/held.txt"
       outputs: {held: held.txt}
   cpu:
     uses: cmd
     with:
-      run: printf '%s\n' "${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/seen.txt"
+      run: printf '%s\n' "$${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/seen.txt"
       outputs: {seen: seen.txt}
 "#;
 

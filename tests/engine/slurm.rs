@@ -478,7 +478,7 @@ fn a_gpu_stage_asks_slurm_for_its_gpus_in_the_job_script() {
     uses: cmd
     resources: {gpus: 1, time: 5}
     with:
-      run: printf '%s\n' "${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/seen.txt"
+      run: printf '%s\n' "$${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/seen.txt"
       outputs: {seen: seen.txt}
   plain:
     uses: cmd

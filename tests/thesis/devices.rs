@@ -5,7 +5,7 @@
 
 use pipe::Plan;
 
-use crate::common::{stderr, Sandbox};
+use crate::common::{stderr, stdout, Sandbox};
 
 fn train_yaml(device: &str) -> String {
     format!(
@@ -101,10 +101,11 @@ fn a_cpu_only_binary_with_simulated_gpus_says_how_to_get_cuda() {
         .env_remove("CUDA_VISIBLE_DEVICES")
         .output()
         .expect("run pipe");
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let message = stderr(&output);
+    let message = format!("{}{}", stdout(&output), stderr(&output));
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("FAILED  base: base: `device: cuda` needs CUDA"), "{message}");
     assert!(message.contains("make build-cuda"), "{message}");
-    assert!(message.contains("base"), "{message}");
+    assert!(message.contains("0 skipped"), "{message}");
 }
 
 #[test]
