@@ -511,22 +511,21 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                 ReadoutArg::LastPadded => crate::nn::Readout::LastPadded,
                 ReadoutArg::TrueLength => crate::nn::Readout::TrueLength,
             };
-            let report =
-                match crate::nn::evaluate_file(
-                    *variant,
-                    readout,
-                    weights,
-                    data,
-                    *batch_size,
-                    *device,
-                ) {
-                    Ok(report) => report,
-                    Err(e) => {
-                        // The message is complete; its sources would only repeat it.
-                        eprintln!("error: {e}");
-                        return Ok(2);
-                    }
-                };
+            let report = match crate::nn::evaluate_file(
+                *variant,
+                readout,
+                weights,
+                data,
+                *batch_size,
+                *device,
+            ) {
+                Ok(report) => report,
+                Err(e) => {
+                    // The message is complete; its sources would only repeat it.
+                    eprintln!("error: {e}");
+                    return Ok(2);
+                }
+            };
             if *json {
                 println!(
                     "{}",

@@ -118,7 +118,9 @@ fn a_bad_pipe_gpus_list_is_a_usage_error() {
 #[test]
 fn cmd_cannot_set_cuda_visible_devices_itself() {
     let sandbox = Sandbox::new();
-    sandbox.write("stages:\n  a:\n    uses: cmd\n    with: {run: 'true', env: {CUDA_VISIBLE_DEVICES: '1'}}\n");
+    sandbox.write(
+        "stages:\n  a:\n    uses: cmd\n    with: {run: 'true', env: {CUDA_VISIBLE_DEVICES: '1'}}\n",
+    );
     let output = sandbox.cli(&["run", "pipeline.yaml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(

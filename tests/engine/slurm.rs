@@ -497,7 +497,11 @@ fn a_gpu_stage_asks_slurm_for_its_gpus_in_the_job_script() {
         .iter()
         .filter(|s| s.lines().nth(1) == Some("#SBATCH --gres=gpu:1"))
         .collect();
-    assert_eq!(gres.len(), 1, "only the GPU stage asks for a GPU: {scripts:#?}");
+    assert_eq!(
+        gres.len(),
+        1,
+        "only the GPU stage asks for a GPU: {scripts:#?}"
+    );
     assert!(summary.ran().contains(&"plain"), "{:#?}", summary.reports);
     if cluster_has_gpus() {
         // The worker hands the instance the GPU SLURM allocated.

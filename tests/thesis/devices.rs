@@ -57,16 +57,27 @@ fn device_cpu_keeps_the_parameters_and_so_the_keys_of_before() {
         ]
     );
     let cuda = resolved_params(&train_yaml(", device: 'cuda:0'"), "base");
-    assert_eq!(cuda["device"], "cuda", "cuda:0 and cuda are one device, one key");
+    assert_eq!(
+        cuda["device"], "cuda",
+        "cuda:0 and cuda are one device, one key"
+    );
     let gpus = |yaml: &str| {
         let sandbox = Sandbox::new();
         let path = sandbox.write(yaml);
         let plan = Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
-        let index = plan.instances.iter().position(|i| i.stage == "base").unwrap();
+        let index = plan
+            .instances
+            .iter()
+            .position(|i| i.stage == "base")
+            .unwrap();
         pipe::exec::gpus::instance_gpus(&plan, index)
     };
     assert_eq!(gpus(&train_yaml("")), 0);
-    assert_eq!(gpus(&train_yaml(", device: cuda")), 1, "cuda implies one GPU");
+    assert_eq!(
+        gpus(&train_yaml(", device: cuda")),
+        1,
+        "cuda implies one GPU"
+    );
     assert_eq!(gpus(&train_yaml(", device: 'cuda:1'")), 2);
 }
 
@@ -103,7 +114,10 @@ fn a_cpu_only_binary_with_simulated_gpus_says_how_to_get_cuda() {
         .expect("run pipe");
     let message = format!("{}{}", stdout(&output), stderr(&output));
     assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(message.contains("FAILED  base: base: `device: cuda` needs CUDA"), "{message}");
+    assert!(
+        message.contains("FAILED  base: base: `device: cuda` needs CUDA"),
+        "{message}"
+    );
     assert!(message.contains("make build-cuda"), "{message}");
     assert!(message.contains("0 skipped"), "{message}");
 }

@@ -1,8 +1,8 @@
 //! GPUs as a resource: which GPUs this process may hand out, how many an instance needs, and the
 //! check that a run can have them before anything runs.
 //!
-//! The engine does not link libtorch, so the CUDA device count comes from a counter the binary
-//! installs once ([`set_device_counter`]; `pipe` installs `tch::Cuda::device_count`). It is asked
+//! The engine does not link libtorch, so the CUDA device count comes from a probe the binary
+//! installs once ([`set_cuda_probe`]; `pipe` installs `tch::Cuda::device_count`). It is asked
 //! only when some instance needs a GPU, so CPU-only runs never initialise CUDA.
 //!
 //! - `PIPE_GPUS=0,1` (indices as this process sees them) overrides the count; without CUDA it
@@ -18,11 +18,20 @@ use std::sync::OnceLock;
 use crate::plan::Plan;
 use crate::stage::Gpu;
 
-static DEVICE_COUNTER: OnceLock<fn() -> usize> = OnceLock::new();
+static PROBE: OnceLock<CudaProbe> = OnceLock::new();
 
-/// Installs how CUDA devices are counted (once per process; later calls are ignored).
-pub fn set_device_counter(counter: fn() -> usize) {
-    let _ = DEVICE_COUNTER.set(counter);
+/// How the binary answers questions about CUDA.
+#[derive(Debug, Clone, Copy)]
+pub struct CudaProbe {
+    /// CUDA devices this process sees.
+    pub count: fn() -> usize,
+    /// Whether this binary can compute on CUDA at all (for messages only).
+    pub built_with_cuda: fn() -> bool,
+}
+
+/// Installs the CUDA probe (once per process; later calls are ignored).
+pub fn set_cuda_probe(probe: CudaProbe) {
+    let _ = PROBE.set(probe);
 }
 
 /// Why the GPUs cannot be determined or do not suffice.
@@ -53,7 +62,7 @@ pub fn discover() -> Result<Vec<Gpu>, GpuError> {
     discover_from(
         std::env::var("PIPE_GPUS").ok().as_deref(),
         std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref(),
-        || DEVICE_COUNTER.get().map(|count| count()).unwrap_or(0),
+        || PROBE.get().map(|probe| (probe.count)()).unwrap_or(0),
     )
 }
 
@@ -156,8 +165,8 @@ pub fn check_enough<'a>(
 pub fn source_text() -> &'static str {
     if std::env::var_os("PIPE_GPUS").is_some() {
         "PIPE_GPUS names"
-    } else if DEVICE_COUNTER.get().is_none() {
-        "this build of pipe has no CUDA and sees"
+    } else if !PROBE.get().is_some_and(|probe| (probe.built_with_cuda)()) {
+        "this pipe binary is built without CUDA and sees"
     } else {
         "this machine has"
     }
@@ -189,14 +198,20 @@ mod tests {
 
     #[test]
     fn the_device_count_respects_visible_devices() {
-        assert_eq!(ids(&discover_from(None, None, || 2).unwrap()), [(0, "0"), (1, "1")]);
+        assert_eq!(
+            ids(&discover_from(None, None, || 2).unwrap()),
+            [(0, "0"), (1, "1")]
+        );
         assert_eq!(
             ids(&discover_from(None, Some("GPU-a1,GPU-b2"), || 2).unwrap()),
             [(0, "GPU-a1"), (1, "GPU-b2")]
         );
         assert!(discover_from(None, Some(""), || 2).unwrap().is_empty());
         assert!(discover_from(None, Some("-1"), || 2).unwrap().is_empty());
-        assert_eq!(ids(&discover_from(None, Some("3,-1,5"), || 2).unwrap()), [(0, "3")]);
+        assert_eq!(
+            ids(&discover_from(None, Some("3,-1,5"), || 2).unwrap()),
+            [(0, "3")]
+        );
         assert!(discover_from(None, None, || 0).unwrap().is_empty());
     }
 }

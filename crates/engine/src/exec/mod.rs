@@ -385,9 +385,14 @@ impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
             if self.running > 0 && (threads > self.free_slots || gpus > self.free_gpus.len()) {
                 break;
             }
-            let Some(mut job) = queue.pop_front() else { break };
+            let Some(mut job) = queue.pop_front() else {
+                break;
+            };
             // Checked before the run (`local_gpus`): with nothing running, all GPUs are free.
-            job.gpus = self.free_gpus.drain(..gpus.min(self.free_gpus.len())).collect();
+            job.gpus = self
+                .free_gpus
+                .drain(..gpus.min(self.free_gpus.len()))
+                .collect();
             job.hide_gpus = self.has_gpus && job.gpus.is_empty();
             self.free_slots = self.free_slots.saturating_sub(threads);
             self.running += 1;

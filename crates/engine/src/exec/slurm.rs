@@ -740,6 +740,10 @@ mod tests {
         );
         let lines: Vec<&str> = script.lines().collect();
         // sbatch reads directives only above the first command.
-        assert_eq!(lines[..2], ["#!/bin/sh", "#SBATCH --gres=gpu:2"], "{script}");
+        assert_eq!(
+            lines[..2],
+            ["#!/bin/sh", "#SBATCH --gres=gpu:2"],
+            "{script}"
+        );
     }
 }

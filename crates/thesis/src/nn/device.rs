@@ -177,7 +177,9 @@ mod tests {
             assert_eq!(json, serde_json::json!(shown));
             assert_eq!(serde_json::from_value::<DeviceSpec>(json).unwrap(), device);
         }
-        for bad in ["gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "cuda:1:2", "mps", ""] {
+        for bad in [
+            "gpu", "CUDA", "cuda:", "cuda:x", "cuda:-1", "cuda:1:2", "mps", "",
+        ] {
             let err = bad.parse::<DeviceSpec>().unwrap_err();
             assert!(err.contains("`cpu`, `cuda` or `cuda:N`"), "{bad}: {err}");
         }
@@ -195,7 +197,13 @@ mod tests {
             assert!(err.to_string().contains("make build-cuda"), "{err}");
         } else {
             let err = DeviceSpec::Cuda(1).resolve(&[0]).unwrap_err();
-            assert!(matches!(err, DeviceError::NotGiven { wanted: 1, given: 1 }));
+            assert!(matches!(
+                err,
+                DeviceError::NotGiven {
+                    wanted: 1,
+                    given: 1
+                }
+            ));
         }
     }
 }

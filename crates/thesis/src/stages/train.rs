@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{
-    self, Adam, AdamConfig, CellEngine, EmbeddingInit, EpochMetrics, ModelConfig, Readout,
-    DeviceSpec, RecurrentModel, TrainingProgress, Variant,
+    self, Adam, AdamConfig, CellEngine, DeviceSpec, EmbeddingInit, EpochMetrics, ModelConfig,
+    Readout, RecurrentModel, TrainingProgress, Variant,
 };
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 

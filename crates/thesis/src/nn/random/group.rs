@@ -510,7 +510,8 @@ impl NetworkGroup {
                 let source = group_tensors.get(placement.parameter).ok_or_else(|| {
                     NnError::InvalidConfig("group tensor list is too short".into())
                 })?;
-                let offsets = Tensor::f_from_slice(&placement.offsets)?.f_to_device(source.device())?;
+                let offsets =
+                    Tensor::f_from_slice(&placement.offsets)?.f_to_device(source.device())?;
                 Ok(source
                     .f_reshape([-1])?
                     .f_index_select(0, &offsets)?
