@@ -129,3 +129,23 @@ fn cmd_cannot_set_cuda_visible_devices_itself() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_cached_gpu_instance_needs_no_gpu() {
+    let sandbox = Sandbox::new();
+    let yaml = "stages:\n  gpu:\n    uses: cmd\n    resources: {gpus: 1}\n    with: {run: 'echo done > \"$PIPE_OUT/d.txt\"', outputs: {d: d.txt}}\n";
+    let first = pipe_gpus_run(&sandbox, "0", yaml);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(sandbox.record_count(), 1);
+    // On a machine without GPUs the cached result is reused, not refused.
+    let again = pipe_gpus_run(&sandbox, "", yaml);
+    assert!(again.status.success(), "{}", stderr(&again));
+    // Forcing it makes it a run again, which needs the GPU it cannot have.
+    sandbox.write(yaml);
+    let forced = sandbox
+        .cli_command(&["run", "pipeline.yaml", "--force", "gpu"])
+        .env("PIPE_GPUS", "")
+        .output()
+        .expect("run pipe");
+    assert_eq!(forced.status.code(), Some(2), "{}", stderr(&forced));
+}
