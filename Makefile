@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: setup build test run bench thesis lint fmt clean
+.PHONY: setup build build-cuda test run bench thesis lint fmt clean
 
 # CPU libtorch from the PyPI wheels, prepared once outside the clone (see scripts/setup-libtorch.sh).
 setup: .libtorch/build-version
@@ -11,6 +11,18 @@ setup: .libtorch/build-version
 
 build: setup
 	$(CARGO) build --release
+
+# A second binary linked against libtorch WITH CUDA (the same PyPI torch wheel), for a GPU machine
+# that has PyTorch 2.11 but no Rust: target/cuda/release/pipe, stripped; run it there through
+# scripts/pipe-cuda. Its own target directory, so the CPU build and `make test` are untouched.
+build-cuda: setup
+	libtorch="$$(./scripts/setup-libtorch-cuda.sh)" && \
+	  LIBTORCH="$$libtorch" $(CARGO) build --release --bin pipe --target-dir target/cuda-build
+	@mkdir -p target/cuda/release
+	strip -o target/cuda/release/pipe target/cuda-build/release/pipe
+	@readelf -d target/cuda/release/pipe | grep -q 'libtorch_cuda.so' \
+	  || (echo "build-cuda: the binary does not need libtorch_cuda.so" >&2; exit 1)
+	@echo "build-cuda: target/cuda/release/pipe ($$(du -h target/cuda/release/pipe | cut -f1), needs libtorch_cuda.so); run it with scripts/pipe-cuda"
 
 # Tests that need an optional environment are #[ignore = "needs ..."] (tests/common/mod.rs, `Env`).
 # Here each environment is set up where possible (Chromium from Debian's packages, a one-node SLURM

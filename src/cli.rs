@@ -149,6 +149,9 @@ pub enum Command {
         readout: ReadoutArg,
         #[arg(long, default_value = "256")]
         batch_size: usize,
+        /// cpu, cuda or cuda:N (needs the CUDA build, `make build-cuda`)
+        #[arg(long, default_value = "cpu")]
+        device: crate::nn::DeviceSpec,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -215,6 +218,14 @@ pub fn main() -> i32 {
 /// [`main`] with the plugins of `registry`: how a crate outside this repository ships `pipe` with
 /// stages of its own (`crates/example-plugin`).
 pub fn main_with(registry: crate::Registry) -> i32 {
+    // The engine has no libtorch: it asks this probe, and only when an instance needs a GPU.
+    crate::exec::gpus::set_cuda_probe(crate::exec::gpus::CudaProbe {
+        count: || tch::Cuda::device_count().max(0) as usize,
+        // The CUDA build loads libtorch_cuda.so at start (`make build-cuda` keeps it linked).
+        built_with_cuda: || {
+            std::fs::read_to_string("/proc/self/maps").is_ok_and(|m| m.contains("libtorch_cuda"))
+        },
+    });
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     match dispatch(&cli, &registry) {
@@ -512,21 +523,28 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             data,
             readout,
             batch_size,
+            device,
             json,
         } => {
             let readout = match readout {
                 ReadoutArg::LastPadded => crate::nn::Readout::LastPadded,
                 ReadoutArg::TrueLength => crate::nn::Readout::TrueLength,
             };
-            let report =
-                match crate::nn::evaluate_file(*variant, readout, weights, data, *batch_size) {
-                    Ok(report) => report,
-                    Err(e) => {
-                        // The message is complete; its sources would only repeat it.
-                        eprintln!("error: {e}");
-                        return Ok(2);
-                    }
-                };
+            let report = match crate::nn::evaluate_file(
+                *variant,
+                readout,
+                weights,
+                data,
+                *batch_size,
+                *device,
+            ) {
+                Ok(report) => report,
+                Err(e) => {
+                    // The message is complete; its sources would only repeat it.
+                    eprintln!("error: {e}");
+                    return Ok(2);
+                }
+            };
             if *json {
                 println!(
                     "{}",

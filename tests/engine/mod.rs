@@ -1,5 +1,6 @@
 mod caching;
 mod faults;
+mod gpus;
 mod history;
 mod malformed;
 mod mounts;

@@ -457,3 +457,63 @@ fn max_jobs_caps_what_is_queued_at_once() {
     assert!(per_array.len() >= 3, "{per_array:?}");
     assert!(per_array.values().all(|&n| n <= 5), "{per_array:?}");
 }
+
+/// Whether the cluster's nodes offer GPUs as generic resources (`sinfo -h -o %G`).
+fn cluster_has_gpus() -> bool {
+    std::process::Command::new("sinfo")
+        .args(["-h", "-o", "%G"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("gpu"))
+        .unwrap_or(false)
+}
+
+#[test]
+#[ignore = "needs a SLURM cluster: make test runs it when scripts/slurm-test-cluster.sh starts one"]
+fn a_gpu_stage_asks_slurm_for_its_gpus_in_the_job_script() {
+    if !cluster("a_gpu_stage_asks_slurm_for_its_gpus_in_the_job_script") {
+        return;
+    }
+    let yaml = r#"stages:
+  gpu:
+    uses: cmd
+    resources: {gpus: 1, time: 5}
+    with:
+      run: printf '%s\n' "$${CUDA_VISIBLE_DEVICES-unset}" > "$PIPE_OUT/seen.txt"
+      outputs: {seen: seen.txt}
+  plain:
+    uses: cmd
+    with: {run: 'echo ok > "$PIPE_OUT/p.txt"', outputs: {p: p.txt}}
+"#;
+    let sandbox = Sandbox::new();
+    let summary = run_on_slurm(&sandbox, yaml, &slurm_options());
+    let scripts: Vec<String> = std::fs::read_dir(sandbox.cache().join("slurm/arrays"))
+        .expect("arrays")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sh"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("script"))
+        .collect();
+    assert_eq!(scripts.len(), 2, "one array per stage");
+    let gres: Vec<&String> = scripts
+        .iter()
+        .filter(|s| s.lines().nth(1) == Some("#SBATCH --gres=gpu:1"))
+        .collect();
+    assert_eq!(
+        gres.len(),
+        1,
+        "only the GPU stage asks for a GPU: {scripts:#?}"
+    );
+    assert!(summary.ran().contains(&"plain"), "{:#?}", summary.reports);
+    if cluster_has_gpus() {
+        // The worker hands the instance the GPU SLURM allocated.
+        assert!(summary.success(), "{:#?}", summary.reports);
+        let seen = sandbox.read_artifact("gpu/seen.txt");
+        assert!(
+            !seen.trim().is_empty() && seen.trim() != "unset",
+            "CUDA_VISIBLE_DEVICES={seen:?}"
+        );
+    } else {
+        // The test cluster has no GPUs: SLURM itself refuses the request (or the worker, where
+        // SLURM accepts it on a node without one); either way the GPU stage fails alone.
+        assert_eq!(summary.failed(), ["gpu"], "{:#?}", summary.reports);
+    }
+}

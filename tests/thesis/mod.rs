@@ -1,4 +1,5 @@
 mod analysis;
+mod devices;
 mod graph_oracle;
 mod nn_equivalence;
 mod pipelines;

@@ -3,7 +3,8 @@
 //! The command runs in a fresh directory with `PIPE_OUT` (where it writes its outputs),
 //! `PIPE_IN_<NAME>` per input (a path; for a fan-in, a directory with one entry per upstream
 //! instance), `PIPE_SEED`, `PIPE_THREADS`, `PIPE_INSTANCE`, and `PIPE_CHECKPOINT` (a directory
-//! that survives a crash, for resumable commands), `PIPE_PROJECT` (the pipeline file's directory).
+//! that survives a crash, for resumable commands), `PIPE_PROJECT` (the pipeline file's directory),
+//! and, where the run hands out GPUs, `CUDA_VISIBLE_DEVICES` (its own, or empty when it has none).
 //! Its output goes to the log.
 
 use std::collections::BTreeMap;
@@ -161,6 +162,12 @@ impl Plugin for Cmd {
                     ),
                 ));
             }
+            if name == "CUDA_VISIBLE_DEVICES" {
+                return Err((
+                    format!("env.{name}"),
+                    "pipe sets `CUDA_VISIBLE_DEVICES` itself, to the GPUs this instance holds; ask for GPUs with `resources: {gpus: N}` instead".into(),
+                ));
+            }
             if value.contains('\0') {
                 return Err((
                     format!("env.{name}"),
@@ -213,6 +220,9 @@ impl Plugin for Cmd {
             .env("PIPE_INSTANCE", &ctx.instance)
             .env("PIPE_CHECKPOINT", &ctx.checkpoint_dir)
             .env("PIPE_PROJECT", &ctx.project_dir);
+        if let Some(visible) = ctx.visible_devices() {
+            command.env("CUDA_VISIBLE_DEVICES", visible);
+        }
         for (name, paths) in &ctx.inputs {
             let var = format!("PIPE_IN_{}", name.to_ascii_uppercase());
             let value = match paths {

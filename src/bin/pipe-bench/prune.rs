@@ -54,6 +54,7 @@ pub fn run(
     let mut seconds = Vec::new();
     for strategy in [Strategy::Native, Strategy::Batched, Strategy::Sequential] {
         let settings = SweepSettings {
+            device: tch::Device::Cpu,
             target: PruneTarget::Both,
             scope: ThresholdScope::Global,
             levels: (1..=10).map(|step| step * 10).collect(),

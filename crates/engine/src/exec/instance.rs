@@ -24,6 +24,11 @@ pub(super) struct Job<'a> {
     pub reason: Reason,
     /// Outputs of the upstream instances, by instance index.
     pub upstream: BTreeMap<usize, BTreeMap<String, OutputRecord>>,
+    /// The GPUs the executor gave this attempt (its own while it runs).
+    pub gpus: Vec<crate::stage::Gpu>,
+    /// Other instances hold the run's GPUs: child processes get an empty
+    /// `CUDA_VISIBLE_DEVICES`, so they cannot use one of those by default.
+    pub hide_gpus: bool,
 }
 
 pub(super) struct Finished {
@@ -84,6 +89,8 @@ impl Job<'_> {
             log_path: log_path.clone(),
             project_dir: self.plan.project_dir.clone(),
             inputs,
+            gpus: self.gpus.clone(),
+            hide_gpus: self.hide_gpus,
             metrics: None,
             progress: &progress,
             key_lock_fd: Some(key_lock.raw_fd()),
@@ -94,7 +101,12 @@ impl Job<'_> {
             .unwrap_or(0);
         let inputs_before = input_stamps(&staging.join("in"));
         let clock = Instant::now();
-        tracing::info!("{name}: running ({})", self.reason);
+        if self.gpus.is_empty() {
+            tracing::info!("{name}: running ({})", self.reason);
+        } else {
+            let ids: Vec<&str> = self.gpus.iter().map(|g| g.id.as_str()).collect();
+            tracing::info!("{name}: running ({}) on GPU {}", self.reason, ids.join(","));
+        }
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| instance.plugin.run(&mut ctx)));
         let seconds = clock.elapsed().as_secs_f64();
         let outcome = match result {

@@ -1,5 +1,5 @@
 //! The local executor: walks the plan, reuses cached instances, runs the rest in parallel under a
-//! thread budget, and records results atomically.
+//! thread budget and the GPUs it has ([`gpus`]), and records results atomically.
 //!
 //! Scheduling (which instance is ready, which are skipped) stays on the calling thread
 //! ([`Schedule`]); a backend runs the misses: each on a scoped worker thread reporting back over
@@ -9,6 +9,7 @@
 //! next run) and checkpoints (used to resume).
 
 mod decide;
+pub mod gpus;
 mod instance;
 pub mod slurm;
 pub mod worker;
@@ -165,6 +166,9 @@ pub enum ExecError {
     Slurm(#[from] SlurmError),
     #[error("interrupted: cancelled {cancelled} SLURM job(s) of this run")]
     Interrupted { cancelled: usize },
+    /// Raised before anything runs.
+    #[error(transparent)]
+    Gpu(#[from] gpus::GpuError),
 }
 
 #[derive(Clone)]
@@ -250,8 +254,9 @@ pub fn run_with(
                     "removed {leftovers} staging directories left by an interrupted run"
                 );
             }
+            let gpus = local_gpus(plan, store, &selected, &options.force)?;
             let outcomes = std::thread::scope(|scope| {
-                let mut backend = LocalBackend::new(scope, plan, options.jobs, observe);
+                let mut backend = LocalBackend::new(scope, plan, options.jobs, gpus, observe);
                 schedule.drive(&mut backend, observe)
             })?;
             // Leftover processes of a killed run that held their staging at the start are gone
@@ -286,6 +291,35 @@ pub fn run_with(
 
 type JobResult = Result<instance::Finished, instance::Failure>;
 
+/// The GPUs the local executor hands out; checked before anything runs, so a run that would need
+/// a GPU it cannot have stops at once. Asks CUDA only when a selected instance needs a GPU, and
+/// lets an instance that is up to date in the cache through without one.
+fn local_gpus(
+    plan: &Plan,
+    store: &Store,
+    selected: &HashSet<usize>,
+    force: &[String],
+) -> Result<Vec<crate::stage::Gpu>, ExecError> {
+    if !selected.iter().any(|&i| gpus::instance_gpus(plan, i) > 0) {
+        return Ok(Vec::new());
+    }
+    let available = gpus::discover()?;
+    if gpus::check_enough(plan, selected, &available, "").is_err() {
+        let up_to_date: HashSet<usize> = status(plan, store, force)?
+            .into_iter()
+            .filter(|(_, s)| *s == Status::UpToDate)
+            .map(|(i, _)| i)
+            .collect();
+        gpus::check_enough(
+            plan,
+            selected.iter().filter(|i| !up_to_date.contains(i)),
+            &available,
+            gpus::source_text(),
+        )?;
+    }
+    Ok(available)
+}
+
 /// What the scheduler needs from an executor: start ready jobs, report finished ones.
 trait Backend<'p> {
     /// Starts what it can from the front of `queue` (leaving the rest queued), emitting
@@ -297,16 +331,21 @@ trait Backend<'p> {
     fn wait(&mut self) -> Result<Vec<(usize, JobResult)>, ExecError>;
 }
 
-/// Runs each job on a scoped thread while thread slots last; an instance wider than `jobs`
-/// runs alone.
+/// Runs each job on a scoped thread while thread slots and GPUs last; an instance wider than
+/// `jobs` runs alone, an instance needing GPUs waits until that many are free (none is ever held
+/// by two instances at once).
 struct LocalBackend<'scope, 'env> {
     scope: &'scope std::thread::Scope<'scope, 'env>,
     plan: &'env Plan,
     observe: &'env (dyn Fn(Event<'_>) + Sync),
-    sender: mpsc::Sender<(usize, JobResult)>,
-    receiver: mpsc::Receiver<(usize, JobResult)>,
+    sender: mpsc::Sender<(usize, Vec<crate::stage::Gpu>, JobResult)>,
+    receiver: mpsc::Receiver<(usize, Vec<crate::stage::Gpu>, JobResult)>,
     jobs: usize,
     free_slots: usize,
+    /// GPUs no running instance holds; each job takes its own and gives them back.
+    free_gpus: Vec<crate::stage::Gpu>,
+    /// Whether this run has GPUs at all: then an instance without any is shown none.
+    has_gpus: bool,
     running: usize,
 }
 
@@ -315,6 +354,7 @@ impl<'scope, 'env> LocalBackend<'scope, 'env> {
         scope: &'scope std::thread::Scope<'scope, 'env>,
         plan: &'env Plan,
         jobs: usize,
+        gpus: Vec<crate::stage::Gpu>,
         observe: &'env (dyn Fn(Event<'_>) + Sync),
     ) -> Self {
         let (sender, receiver) = mpsc::channel();
@@ -327,6 +367,8 @@ impl<'scope, 'env> LocalBackend<'scope, 'env> {
             receiver,
             jobs,
             free_slots: jobs,
+            has_gpus: !gpus.is_empty(),
+            free_gpus: gpus,
             running: 0,
         }
     }
@@ -340,10 +382,19 @@ impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
         let mut started = Vec::new();
         while let Some(job) = queue.front() {
             let threads = self.plan.instances[job.index].resolved.threads;
-            if self.running > 0 && threads > self.free_slots {
+            let gpus = gpus::instance_gpus(self.plan, job.index) as usize;
+            if self.running > 0 && (threads > self.free_slots || gpus > self.free_gpus.len()) {
                 break;
             }
-            let Some(job) = queue.pop_front() else { break };
+            let Some(mut job) = queue.pop_front() else {
+                break;
+            };
+            // Checked before the run (`local_gpus`): with nothing running, all GPUs are free.
+            job.gpus = self
+                .free_gpus
+                .drain(..gpus.min(self.free_gpus.len()))
+                .collect();
+            job.hide_gpus = self.has_gpus && job.gpus.is_empty();
             self.free_slots = self.free_slots.saturating_sub(threads);
             self.running += 1;
             let i = job.index;
@@ -354,9 +405,10 @@ impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
             });
             let sender = self.sender.clone();
             let observe = self.observe;
+            let held = job.gpus.clone();
             self.scope.spawn(move || {
                 let result = job.execute(observe);
-                let _ = sender.send((i, result));
+                let _ = sender.send((i, held, result));
             });
         }
         Ok(started)
@@ -367,10 +419,13 @@ impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
     }
 
     fn wait(&mut self) -> Result<Vec<(usize, JobResult)>, ExecError> {
-        let Ok((i, result)) = self.receiver.recv() else {
+        let Ok((i, gpus, result)) = self.receiver.recv() else {
             return Ok(Vec::new());
         };
         self.running -= 1;
+        self.free_gpus.extend(gpus);
+        // Lowest ordinals first, so which GPU an instance gets does not drift with finish order.
+        self.free_gpus.sort_by_key(|g| g.ordinal);
         self.free_slots =
             (self.free_slots + self.plan.instances[i].resolved.threads).min(self.jobs);
         Ok(vec![(i, result)])
@@ -486,6 +541,8 @@ impl<'p> Schedule<'p> {
                                 material,
                                 reason,
                                 upstream: inputs,
+                                gpus: Vec::new(),
+                                hide_gpus: false,
                             });
                         }
                     }

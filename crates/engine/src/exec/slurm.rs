@@ -1,8 +1,10 @@
 //! The SLURM executor: the coordinator submits cache misses as `sbatch` jobs running
 //! `pipe exec <key>` over a shared cache, and learns results from the cache itself.
 //!
-//! - **Submission**: ready misses of one stage (and thread budget) go out together as ONE job
-//!   array; task `i` runs the key on line `i + 1` of `cache/slurm/arrays/<name>.keys`. A lone
+//! - **Submission**: ready misses of one stage (and thread budget and GPU count) go out together
+//!   as ONE job array; an instance needing GPUs (`resources.gpus`, or 1 for `device: cuda`) gets
+//!   an `#SBATCH --gres=gpu:N` line in the batch script, and `pipe exec` uses the GPUs SLURM
+//!   hands the job in `CUDA_VISIBLE_DEVICES`; task `i` runs the key on line `i + 1` of `cache/slurm/arrays/<name>.keys`. A lone
 //!   instance is an array of one, so there is one code path. At most `max_jobs` instances are
 //!   queued or running at once.
 //! - **Completion**: a record in the cache means success (workers write it atomically, as the
@@ -337,9 +339,10 @@ impl<'p> SlurmBackend<'p> {
         let list = arrays.join(format!("{name}.keys"));
         write_atomic(&list, keys.as_bytes()).map_err(|e| e.to_string())?;
         let script = arrays.join(format!("{name}.sh"));
+        let gpus = super::gpus::instance_gpus(self.plan, first.index);
         write_atomic(
             &script,
-            batch_script(root, &list, &self.options.program).as_bytes(),
+            batch_script(root, &list, &self.options.program, gpus).as_bytes(),
         )
         .map_err(|e| e.to_string())?;
         let out_dir = self.slurm_dir().join("out");
@@ -463,8 +466,8 @@ impl<'p> Backend<'p> for SlurmBackend<'p> {
         let max_jobs = self.options.settings.max_jobs.unwrap_or(DEFAULT_MAX_JOBS);
         let room = max_jobs.saturating_sub(self.in_flight.len());
         let take = room.min(queue.len());
-        // One array per (stage, thread budget), in the order the jobs became ready.
-        let mut groups: Vec<((String, usize), Vec<instance::Job<'p>>)> = Vec::new();
+        // One array per (stage, thread budget, GPUs), in the order the jobs became ready.
+        let mut groups: Vec<((String, usize, u32), Vec<instance::Job<'p>>)> = Vec::new();
         let taken: Vec<usize> = queue.iter().take(take).map(|job| job.index).collect();
         for job in queue.drain(..take) {
             let key = job.key.hex();
@@ -478,7 +481,11 @@ impl<'p> Backend<'p> for SlurmBackend<'p> {
                 continue;
             }
             let instance = &self.plan.instances[job.index];
-            let group = (instance.stage.clone(), instance.resolved.threads);
+            let group = (
+                instance.stage.clone(),
+                instance.resolved.threads,
+                super::gpus::instance_gpus(self.plan, job.index),
+            );
             match groups
                 .iter_mut()
                 .find(|(g, _)| self.options.arrays && *g == group)
@@ -585,9 +592,6 @@ fn sbatch_args(
     if let Some(time) = &resources.time {
         args.push(format!("--time={time}"));
     }
-    if let Some(gpus) = resources.gpus.filter(|&g| g > 0) {
-        args.push(format!("--gres=gpu:{gpus}"));
-    }
     if let Some(partition) = resources.partition.as_ref().or(settings.partition.as_ref()) {
         args.push(format!("--partition={partition}"));
     }
@@ -598,12 +602,18 @@ fn sbatch_args(
     args
 }
 
-/// The batch script of one array: map the task id to a key, then run `pipe exec` with its
-/// output in `cache/logs/<key>.out`.
-fn batch_script(cache: &Path, list: &Path, program: &Path) -> String {
+/// The batch script of one array: its GPU request (`gpus` per task, as a directive so the script
+/// alone resubmits the same job), map the task id to a key, then run `pipe exec` with its output
+/// in `cache/logs/<key>.out`.
+fn batch_script(cache: &Path, list: &Path, program: &Path, gpus: u32) -> String {
+    let gres = if gpus > 0 {
+        format!("#SBATCH --gres=gpu:{gpus}\n")
+    } else {
+        String::new()
+    };
     format!(
         r#"#!/bin/sh
-# Written by `pipe run --executor slurm`: task N runs the key on line N+1 of the list.
+{gres}# Written by `pipe run --executor slurm`: task N runs the key on line N+1 of the list.
 cache={cache}
 if [ ! -d "$cache/jobs" ]; then
   echo "pipe: node $(hostname) cannot see the cache directory $cache; it must be on a filesystem every node mounts at the same path" >&2
@@ -695,7 +705,6 @@ mod tests {
                 "--cpus-per-task=2",
                 "--mem=4G",
                 "--time=01:00:00",
-                "--gres=gpu:1",
                 "--partition=gpu",
                 "--account=lab",
                 "--qos=short"
@@ -711,11 +720,30 @@ mod tests {
             Path::new("/shared/it's/cache"),
             Path::new("/shared/list.keys"),
             Path::new("/opt/pipe"),
+            0,
         );
         assert!(
             script.contains(r"cache='/shared/it'\''s/cache'"),
             "{script}"
         );
         assert!(script.contains("exec '/opt/pipe' exec --cache \"$cache\" \"$key\""));
+        assert!(!script.contains("gres"), "{script}");
+    }
+
+    #[test]
+    fn batch_script_asks_for_the_gpus_before_any_command() {
+        let script = batch_script(
+            Path::new("/shared/cache"),
+            Path::new("/shared/list.keys"),
+            Path::new("/opt/pipe"),
+            2,
+        );
+        let lines: Vec<&str> = script.lines().collect();
+        // sbatch reads directives only above the first command.
+        assert_eq!(
+            lines[..2],
+            ["#!/bin/sh", "#SBATCH --gres=gpu:2"],
+            "{script}"
+        );
     }
 }

@@ -73,6 +73,8 @@ pub enum WorkerError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("{0} (on node {host}: did the job ask for GPUs with `resources: {{gpus: N}}`?)", host = hostname())]
+    Gpu(#[from] super::gpus::GpuError),
     #[error("{instance} failed: {message}{}", log.as_ref().map(|l| format!("; log: {}", l.display())).unwrap_or_default())]
     Failed {
         instance: String,
@@ -243,6 +245,20 @@ pub fn execute_described(
         hostname(),
         description.reason
     );
+    // SLURM hands the job its GPUs as `CUDA_VISIBLE_DEVICES`; the instance takes what it needs.
+    let needed = super::gpus::instance_gpus(&plan, instance.index) as usize;
+    let gpus = if needed == 0 {
+        Vec::new()
+    } else {
+        let available = super::gpus::discover()?;
+        super::gpus::check_enough(
+            &plan,
+            [&instance.index],
+            &available,
+            super::gpus::source_text(),
+        )?;
+        available.into_iter().take(needed).collect()
+    };
     let job = instance::Job {
         plan: &plan,
         store: &store,
@@ -252,6 +268,8 @@ pub fn execute_described(
         // The coordinator's reason is only informative here; the description carries its text.
         reason: Reason::New,
         upstream,
+        gpus,
+        hide_gpus: false,
     };
     let observe = |event: Event<'_>| {
         if let Event::Progress { instance, message } = event {

@@ -1,7 +1,7 @@
 //! Cluster settings of a pipeline file: `settings.slurm` and each stage's `resources`.
 //!
 //! They only say *where and with what* an instance runs, never *what* it computes, so they are
-//! not part of any key: moving a pipeline from a laptop to a cluster keeps its cache. The values
+//! not part of any key (a stage's `device` parameter is, where it has one): moving a pipeline from a laptop to a cluster keeps its cache. The values
 //! are checked here (with file:line:col) so that a typo is an error before anything is submitted,
 //! not an `sbatch` rejection halfway through a run.
 
@@ -39,7 +39,8 @@ pub struct Resources {
     /// `--time`: minutes, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM` or `D-HH:MM:SS`.
     #[serde(default, deserialize_with = "scalar_text")]
     pub time: Option<String>,
-    /// `--gres=gpu:N`.
+    /// GPUs per instance: `#SBATCH --gres=gpu:N` on SLURM; locally, that many GPUs of its own
+    /// while it runs (`device: cuda` implies 1).
     pub gpus: Option<u32>,
     /// `--partition`, overriding `settings.slurm.partition`.
     pub partition: Option<String>,

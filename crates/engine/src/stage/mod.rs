@@ -56,6 +56,9 @@ pub struct Resolved {
     pub params: serde_json::Value,
     pub outputs: Vec<OutputDecl>,
     pub threads: usize,
+    /// GPUs an instance needs (e.g. 1 for `device: cuda`); the stage's `resources.gpus` may ask
+    /// for more. Not part of the key: which GPU, or how many, does not change what is computed.
+    pub gpus: u32,
     /// Project files (relative to the pipeline file) whose content is part of the key.
     pub files: Vec<String>,
 }
@@ -116,6 +119,16 @@ pub enum InputPaths {
     Many(Vec<(String, PathBuf)>),
 }
 
+/// One GPU handed to a running instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gpu {
+    /// Its CUDA device number in this process (`cuda:<ordinal>`), i.e. after the
+    /// `CUDA_VISIBLE_DEVICES` that `pipe` itself inherited.
+    pub ordinal: usize,
+    /// How a child process names it in `CUDA_VISIBLE_DEVICES` (an index, a UUID or a MIG id).
+    pub id: String,
+}
+
 /// Everything a running stage instance may use.
 pub struct StageContext<'a> {
     pub instance: String,
@@ -133,6 +146,11 @@ pub struct StageContext<'a> {
     /// The pipeline file's directory: project-relative paths in parameters resolve against it.
     pub project_dir: PathBuf,
     pub inputs: BTreeMap<String, InputPaths>,
+    /// The GPUs this instance was given, its own while it runs (empty: none). In-process
+    /// plugins use `cuda:<ordinal>`; `cmd` exports the ids as `CUDA_VISIBLE_DEVICES`.
+    pub gpus: Vec<Gpu>,
+    /// Other instances hold the run's GPUs and this one has none: `cmd` hides them.
+    pub(crate) hide_gpus: bool,
     pub(crate) metrics: Option<serde_json::Value>,
     pub(crate) progress: &'a (dyn Fn(&str) + Sync),
     /// The key lock's descriptor, which processes the stage starts inherit.
@@ -181,6 +199,19 @@ impl StageContext<'_> {
         child::run_in_own_group(command, self.key_lock_fd)
     }
 
+    /// The `CUDA_VISIBLE_DEVICES` a child process of this instance must see: its own GPUs, or
+    /// none while others hold the run's GPUs; `None` leaves the inherited value alone.
+    pub fn visible_devices(&self) -> Option<String> {
+        if !self.gpus.is_empty() {
+            let ids: Vec<&str> = self.gpus.iter().map(|g| g.id.as_str()).collect();
+            Some(ids.join(","))
+        } else if self.hide_gpus {
+            Some(String::new())
+        } else {
+            None
+        }
+    }
+
     /// Small metrics kept in the stage record and shown by `pipe show`.
     pub fn set_metrics(&mut self, metrics: serde_json::Value) {
         self.metrics = Some(metrics);
@@ -212,6 +243,11 @@ pub trait Plugin: Send + Sync + 'static {
     fn outputs(&self, params: &Self::Params) -> Vec<OutputDecl>;
     fn threads(&self, _params: &Self::Params) -> usize {
         1
+    }
+    /// GPUs an instance needs (e.g. 1 for `device: cuda`); the executor never runs more GPU
+    /// instances at once than it has GPUs, and hands each its own in [`StageContext::gpus`].
+    fn gpus(&self, _params: &Self::Params) -> u32 {
+        0
     }
     /// Project files the stage reads (paths relative to the pipeline file's directory); their
     /// content is hashed into the key, so editing one re-runs the stage.
@@ -319,6 +355,7 @@ impl<P: Plugin> Stage for P {
         Ok(Resolved {
             files: self.files(&typed),
             outputs: self.outputs(&typed),
+            gpus: self.gpus(&typed),
             threads,
             params,
         })

@@ -31,6 +31,20 @@ pub struct Batch {
     pub labels: Tensor,
 }
 
+impl Batch {
+    /// The batch on `device` (itself on the CPU).
+    pub fn to_device(self, device: tch::Device) -> NnResult<Batch> {
+        if device == tch::Device::Cpu {
+            return Ok(self);
+        }
+        Ok(Batch {
+            tokens: self.tokens.f_to_device(device)?,
+            lengths: self.lengths.f_to_device(device)?,
+            labels: self.labels.f_to_device(device)?,
+        })
+    }
+}
+
 /// Pads a set of examples to the longest one (T = max length) and stacks them.
 pub fn make_batch(examples: &[&Example]) -> NnResult<Batch> {
     let batch = examples.len();

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::data::Dataset;
 
-use super::{Example, Readout, RecurrentModel, Variant};
+use super::{DeviceSpec, Example, Readout, RecurrentModel, Variant};
 
 /// The result of `pipe eval`.
 pub struct EvalReport {
@@ -23,20 +23,29 @@ pub enum EvalError {
     Data(#[from] crate::data::DataError),
     #[error("{}: no rows to evaluate", .0.display())]
     NoRows(std::path::PathBuf),
+    #[error(transparent)]
+    Device(#[from] super::DeviceError),
 }
 
-/// Evaluates a weight file on every row of a `string,valid` CSV. Weights holding a NaN or an
-/// infinity are an error naming the tensor.
+/// Evaluates a weight file on every row of a `string,valid` CSV, on `device` (`cuda:N` is this
+/// process's CUDA device N). Weights holding a NaN or an infinity are an error naming the tensor.
 pub fn evaluate_file(
     variant: Variant,
     readout: Readout,
     weights: &Path,
     data: &Path,
     batch_size: usize,
+    device: DeviceSpec,
 ) -> Result<EvalReport, EvalError> {
     let _torch = super::TorchThreads::acquire(1);
+    let ordinals: Vec<usize> = if device.is_cpu() {
+        Vec::new()
+    } else {
+        (0..tch::Cuda::device_count().max(0) as usize).collect()
+    };
+    let device = device.resolve(&ordinals)?;
     let config = super::infer_config(variant, readout, weights)?;
-    let model = RecurrentModel::load(config, weights)?;
+    let model = RecurrentModel::load(config, weights)?.into_device(device)?;
     let dataset = Dataset::import_with_split(data, crate::data::TestSize::Count(0), 0)?;
     let examples: Vec<Example> = dataset
         .rows

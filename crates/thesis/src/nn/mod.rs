@@ -14,6 +14,7 @@ pub mod adam;
 pub mod batch;
 pub mod cell;
 pub mod defaults;
+pub mod device;
 pub mod eval_file;
 pub mod examples;
 pub mod model;
@@ -30,6 +31,7 @@ use std::path::PathBuf;
 pub use adam::{Adam, AdamConfig};
 pub use batch::{make_batch, Batch, Example};
 pub use cell::{CellEngine, LayerWeights, Variant};
+pub use device::{DeviceError, DeviceSpec};
 pub use eval_file::{evaluate_file, EvalError, EvalReport};
 pub use examples::{load_examples, ExamplesError};
 pub use model::{

@@ -366,6 +366,41 @@ impl RecurrentModel {
         &self.config
     }
 
+    /// Where the model computes.
+    pub fn device(&self) -> tch::Device {
+        self.embedding.device()
+    }
+
+    /// The model on `device`: parameters as trainable leaves there, masks beside them (itself
+    /// when it is there already). Create the optimizer after moving.
+    pub fn into_device(self, device: tch::Device) -> NnResult<Self> {
+        if self.device() == device {
+            return Ok(self);
+        }
+        let leaf = |t: &Tensor| super::device::leaf_on(t, device);
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(RecurrentLayer {
+                    weight_ih: leaf(&l.weight_ih)?,
+                    weight_hh: leaf(&l.weight_hh)?,
+                    bias_ih: leaf(&l.bias_ih)?,
+                    bias_hh: leaf(&l.bias_hh)?,
+                    mask_ih: super::device::on(&l.mask_ih, device)?,
+                    mask_hh: super::device::on(&l.mask_hh, device)?,
+                })
+            })
+            .collect::<NnResult<Vec<_>>>()?;
+        Ok(RecurrentModel {
+            embedding: leaf(&self.embedding)?,
+            head_weight: leaf(&self.head_weight)?,
+            head_bias: leaf(&self.head_bias)?,
+            layers,
+            config: self.config,
+        })
+    }
+
     /// Trainable parameters (shallow clones sharing storage), in initialisation order.
     pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut named = vec![(
@@ -500,7 +535,7 @@ impl RecurrentModel {
             Readout::TrueLength => {
                 // Row (len − 1)·B + b of the flattened [T·B, H] outputs is sequence b's last step.
                 let flat = outputs.f_reshape([steps * batch, self.config.hidden_size])?;
-                let columns = Tensor::f_arange(batch, (Kind::Int64, tch::Device::Cpu))?;
+                let columns = Tensor::f_arange(batch, (Kind::Int64, tokens.device()))?;
                 let rows = lengths
                     .f_sub_scalar(1)?
                     .f_mul_scalar(batch)?

@@ -374,7 +374,7 @@ impl StackedModels {
                     current
                         .f_transpose(0, 1)?
                         .f_reshape([members, steps * batch, hidden])?;
-                let columns = Tensor::f_arange(batch, (Kind::Int64, tch::Device::Cpu))?;
+                let columns = Tensor::f_arange(batch, (Kind::Int64, tokens.device()))?;
                 let rows = lengths
                     .f_sub_scalar(1)?
                     .f_mul_scalar(batch)?
@@ -434,7 +434,7 @@ impl StackedModels {
         let mut correct = vec![0i64; members];
         for chunk in order.chunks(batch_size) {
             let examples: Vec<&Example> = chunk.iter().map(|&i| &data[i]).collect();
-            let batch = make_batch(&examples)?;
+            let batch = make_batch(&examples)?.to_device(self.embedding.device())?;
             adam.zero_grad();
             let logits = self.forward(&batch.tokens, &batch.lengths)?;
             let (losses, hits) = self.losses(&logits, &batch.labels)?;
@@ -463,7 +463,7 @@ impl StackedModels {
         let mut correct = vec![0i64; members];
         for chunk in data.chunks(batch_size) {
             let examples: Vec<&Example> = chunk.iter().collect();
-            let batch = make_batch(&examples)?;
+            let batch = make_batch(&examples)?.to_device(self.embedding.device())?;
             let logits = self.forward(&batch.tokens, &batch.lengths)?;
             let (losses, hits) = self.losses(&logits, &batch.labels)?;
             accumulate(&mut loss_sums, &mut correct, &losses, &hits)?;

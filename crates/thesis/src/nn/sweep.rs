@@ -50,7 +50,8 @@ impl SweepError {
 pub enum Strategy {
     /// The fastest for the variant on CPU (`pipe-bench prune`, 10 levels, one thread): native
     /// for RNN-tanh, RNN-ReLU and GRU (1.7×, 1.7× and 2.3× faster than sequential), sequential
-    /// for LSTM, whose fused libtorch cell beats the native kernels (native 0.7×).
+    /// for LSTM, whose fused libtorch cell beats the native kernels (native 0.7×). On a GPU:
+    /// batched.
     #[default]
     Auto,
     /// Every level as a [`NativeNetwork`] (plain Rust, no libtorch), levels in parallel on
@@ -80,6 +81,8 @@ impl Strategy {
 /// Everything a sweep needs besides the model and the data.
 #[derive(Debug, Clone)]
 pub struct SweepSettings {
+    /// Where the pruned models retrain (`native` is CPU-only; `auto` batches elsewhere).
+    pub device: tch::Device,
     pub target: PruneTarget,
     pub scope: ThresholdScope,
     pub levels: Vec<u32>,
@@ -354,7 +357,16 @@ pub fn run_sweep(
             settings.levels.len()
         );
     }
-    let strategy = settings.strategy.resolve(base.config().variant);
+    let strategy = match (settings.strategy, settings.device) {
+        // On a GPU one batched program for all levels is the point; native cannot run there.
+        (Strategy::Auto, tch::Device::Cuda(_)) => Strategy::Batched,
+        (Strategy::Native, tch::Device::Cuda(_)) => {
+            return Err(SweepError::failed(
+                "the native strategy computes on the CPU only; use `batched` on a GPU",
+            ))
+        }
+        (chosen, _) => chosen.resolve(base.config().variant),
+    };
     let groups: Vec<Vec<u32>> = match strategy {
         Strategy::Batched | Strategy::Native if !pending.is_empty() => vec![pending],
         Strategy::Batched | Strategy::Native => Vec::new(),
@@ -370,6 +382,13 @@ pub fn run_sweep(
                 .map_err(SweepError::failed)?;
             let model = pruned_copy(base, &masks).map_err(SweepError::failed)?;
             sparsities.push(sparsity(&model, settings.target).map_err(SweepError::failed)?);
+            // Native levels read their values from CPU models.
+            let model = match strategy {
+                Strategy::Native => model,
+                _ => model
+                    .into_device(settings.device)
+                    .map_err(SweepError::failed)?,
+            };
             pruned.push(model);
         }
         let adam_config = AdamConfig {
@@ -682,6 +701,7 @@ mod tests {
         let (train, test) = (tiny_examples(30), tiny_examples(10));
         {
             let settings = SweepSettings {
+                device: tch::Device::Cpu,
                 target: PruneTarget::Hh,
                 scope: ThresholdScope::Layer,
                 levels: vec![30, 80],

@@ -74,9 +74,16 @@ pub(crate) fn reject_leftovers(stored: BTreeMap<String, Tensor>, path: &Path) ->
 pub(crate) fn write_safetensors_atomic(path: &Path, named: &[(String, Tensor)]) -> NnResult<()> {
     let mut sorted: Vec<(String, Tensor)> = Vec::with_capacity(named.len());
     for (name, tensor) in named {
-        // Detached contiguous copies: safetensors needs contiguous data, and detaching keeps
-        // autograd out of serialisation.
-        sorted.push((name.clone(), tensor.f_detach()?.f_contiguous()?));
+        // Detached contiguous CPU copies: safetensors needs contiguous data, detaching keeps
+        // autograd out of serialisation, and a file written from a GPU loads anywhere (on the
+        // CPU `to_device` is a no-op).
+        sorted.push((
+            name.clone(),
+            tensor
+                .f_detach()?
+                .f_to_device(tch::Device::Cpu)?
+                .f_contiguous()?,
+        ));
     }
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let temporary = pipe_engine::atomic::temporary_path(path);

@@ -90,7 +90,7 @@ pub fn train_epoch(
     let mut correct = 0i64;
     for chunk in order.chunks(batch_size) {
         let examples: Vec<&Example> = chunk.iter().map(|&i| &data[i]).collect();
-        let batch = make_batch(&examples)?;
+        let batch = make_batch(&examples)?.to_device(model.device())?;
         adam.zero_grad();
         let logits = model.forward(&batch)?;
         let loss = cross_entropy(&logits, &batch.labels)?;
@@ -123,7 +123,7 @@ pub fn evaluate(
     let mut correct = 0i64;
     for chunk in data.chunks(batch_size) {
         let examples: Vec<&Example> = chunk.iter().collect();
-        let batch = make_batch(&examples)?;
+        let batch = make_batch(&examples)?.to_device(model.device())?;
         let logits = model.forward(&batch)?;
         loss_sum += cross_entropy(&logits, &batch.labels)?.f_double_value(&[])?;
         correct += correct_count(&logits, &batch.labels)?;

@@ -27,3 +27,19 @@ pub fn register(registry: &mut Registry) {
         .register(random_train::TrainRandom)
         .register(prune::Prune);
 }
+
+/// The libtorch device of a stage's `device` parameter on the GPUs the executor gave the
+/// instance (`StageContext::gpus`).
+pub(crate) fn torch_device(
+    device: crate::nn::DeviceSpec,
+    ctx: &pipe_engine::stage::StageContext<'_>,
+) -> Result<tch::Device, pipe_engine::stage::StageError> {
+    let ordinals: Vec<usize> = ctx.gpus.iter().map(|g| g.ordinal).collect();
+    let resolved = device
+        .resolve(&ordinals)
+        .map_err(|e| pipe_engine::stage::StageError::Failed(format!("{}: {e}", ctx.instance)))?;
+    if resolved != tch::Device::Cpu {
+        tracing::info!("{}: computing on {resolved:?}", ctx.instance);
+    }
+    Ok(resolved)
+}

@@ -17,7 +17,7 @@ use crate::nn::sweep::{
     finished_model, run_sweep, shuffle_seed, summarise, LevelResult, LevelSummary, Strategy,
     SweepError, SweepSettings,
 };
-use crate::nn::{self, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope};
+use crate::nn::{self, DeviceSpec, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope};
 use crate::nn::{defaults, load_examples};
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
@@ -63,6 +63,11 @@ pub struct PruneParams {
     /// results depend on it); part of the key either way.
     #[serde(default = "defaults::threads")]
     pub threads: usize,
+    /// cpu, cuda (auto then batches all levels; the GPU the executor gives the instance) or cuda:N (the N-th of its GPUs).
+    /// Part of the key, as results differ by device; left out of it when `cpu`, so CPU keys
+    /// are what they were before devices existed.
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
+    pub device: DeviceSpec,
 }
 
 fn default_weights() -> PruneTarget {
@@ -166,8 +171,9 @@ fn write_summary(
 }
 
 /// The sweep a `rnn.prune` instance asks for.
-fn sweep_settings(params: &PruneParams, seed: u64) -> SweepSettings {
+fn sweep_settings(params: &PruneParams, seed: u64, device: tch::Device) -> SweepSettings {
     SweepSettings {
+        device,
         target: params.weights,
         scope: params.threshold,
         levels: params.levels.clone(),
@@ -231,6 +237,10 @@ impl Plugin for Prune {
         ]
     }
 
+    fn gpus(&self, params: &PruneParams) -> u32 {
+        params.device.gpus()
+    }
+
     fn threads(&self, params: &PruneParams) -> usize {
         params.threads
     }
@@ -249,6 +259,16 @@ impl Plugin for Prune {
             return Err(("levels".into(), "levels must be distinct".into()));
         }
         defaults::check_optimiser(p.batch_size, p.lr, p.clip)?;
+        if !p.device.is_cpu() && p.strategy == Strategy::Native {
+            return Err((
+                "strategy".into(),
+                format!(
+                    "`native` computes on the CPU only, not on `device: {}`; use `batched` (or \
+                     `auto`, which batches on a GPU), or `device: cpu`",
+                    p.device
+                ),
+            ));
+        }
         if !(0.0..=100.0).contains(&p.tolerance) {
             return Err(("tolerance".into(), "must be within 0..=100 points".into()));
         }
@@ -258,12 +278,21 @@ impl Plugin for Prune {
     fn run(&self, params: PruneParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
         // Held for the whole sweep (libtorch evaluates, masks and, but for `native`, retrains).
         let _torch = nn::TorchThreads::acquire(params.threads);
+        let device = super::torch_device(params.device, ctx)?;
         let config = read_config(ctx.input("config")?)?;
-        let base = RecurrentModel::load(config, ctx.input("model")?).map_err(StageError::failed)?;
+        // Masks are computed from the CPU copy; the pruned models move to `device`.
+        let base = RecurrentModel::load(config.clone(), ctx.input("model")?)
+            .map_err(StageError::failed)?;
         let (train, test) = load_examples(ctx.input("data")?).map_err(StageError::failed)?;
-        let (unpruned_loss, unpruned_acc) =
-            nn::evaluate(&base, &test, params.batch_size).map_err(StageError::failed)?;
-        let settings = sweep_settings(&params, ctx.seed);
+        let (unpruned_loss, unpruned_acc) = if device == tch::Device::Cpu {
+            nn::evaluate(&base, &test, params.batch_size)
+        } else {
+            RecurrentModel::load(config, ctx.input("model")?)
+                .and_then(|m| m.into_device(device))
+                .and_then(|m| nn::evaluate(&m, &test, params.batch_size))
+        }
+        .map_err(StageError::failed)?;
+        let settings = sweep_settings(&params, ctx.seed, device);
         let checkpoint_dir = ctx.checkpoint_dir.clone();
         let results = {
             let ctx_ref: &StageContext<'_> = ctx;

@@ -21,7 +21,7 @@ use crate::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
 use crate::nn::{defaults, load_examples};
-use crate::nn::{Adam, AdamConfig, Readout, Variant};
+use crate::nn::{Adam, AdamConfig, DeviceSpec, Readout, Variant};
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct TrainRandom;
@@ -59,6 +59,11 @@ pub struct TrainRandomParams {
     /// where results depend on it).
     #[serde(default = "defaults::threads")]
     pub threads: usize,
+    /// cpu, or (with `engine: tensor`) cuda (the GPU the executor gives the instance) or cuda:N (the N-th of its GPUs).
+    /// Part of the key, as results differ by device; left out of it when `cpu`, so CPU keys
+    /// are what they were before devices existed.
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
+    pub device: DeviceSpec,
 }
 
 impl TrainRandomParams {
@@ -205,6 +210,10 @@ impl Plugin for TrainRandom {
         params.threads
     }
 
+    fn gpus(&self, params: &TrainRandomParams) -> u32 {
+        params.device.gpus()
+    }
+
     fn check(&self, p: &TrainRandomParams) -> Result<(), (String, String)> {
         for (name, value) in [("epochs", p.epochs), ("group_size", p.group_size)] {
             if value == 0 {
@@ -214,12 +223,24 @@ impl Plugin for TrainRandom {
         if p.limit == Some(0) {
             return Err(("limit".into(), "must be at least 1 when given".into()));
         }
+        if !p.device.is_cpu() && p.engine == RandomEngine::Native {
+            return Err((
+                "engine".into(),
+                format!(
+                    "the native engine computes on the CPU only, not on `device: {}`; set \
+                     `engine: tensor` to train the networks as batched tensor programs there, \
+                     or `device: cpu`",
+                    p.device
+                ),
+            ));
+        }
         defaults::check_optimiser(p.batch_size, p.lr, p.clip)
     }
 
     fn run(&self, params: TrainRandomParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
         // Held for the whole run: the tensor engine computes on libtorch with `threads` threads.
         let _torch = crate::nn::TorchThreads::acquire(params.threads);
+        let device = super::torch_device(params.device, ctx)?;
         let graphs = select_graphs(
             crate::graph::read_graphs(ctx.input("graphs")?).map_err(StageError::failed)?,
             params.limit,
@@ -276,7 +297,7 @@ impl Plugin for TrainRandom {
                     train_native(&networks, &params, &train, &test, ctx.seed, report)?
                 }
                 RandomEngine::Tensor => {
-                    train_tensor(&networks, &params, &train, &test, ctx.seed, report)?
+                    train_tensor(&networks, &params, &train, &test, ctx.seed, device, report)?
                 }
             };
             drop(networks);
@@ -393,9 +414,12 @@ fn train_tensor(
     train: &[crate::nn::Example],
     test: &[crate::nn::Example],
     seed: u64,
+    device: tch::Device,
     report: impl Fn(usize),
 ) -> Result<Vec<Vec<EpochRow>>, StageError> {
-    let group = NetworkGroup::from_networks(networks).map_err(StageError::failed)?;
+    let group = NetworkGroup::from_networks(networks)
+        .and_then(|g| g.into_device(device))
+        .map_err(StageError::failed)?;
     let mut adam =
         Adam::new(group.named_parameters(), params.adam()).map_err(StageError::failed)?;
     let clip = params.clip_norm();

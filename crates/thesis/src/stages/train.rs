@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::nn::{
-    self, Adam, AdamConfig, CellEngine, EmbeddingInit, EpochMetrics, ModelConfig, Readout,
-    RecurrentModel, TrainingProgress, Variant,
+    self, Adam, AdamConfig, CellEngine, DeviceSpec, EmbeddingInit, EpochMetrics, ModelConfig,
+    Readout, RecurrentModel, TrainingProgress, Variant,
 };
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
@@ -52,6 +52,11 @@ pub struct TrainParams {
     /// libtorch intra-op threads; results depend on it, so it is part of the key.
     #[serde(default = "defaults::threads")]
     pub threads: usize,
+    /// cpu, cuda (the GPU the executor gives the instance) or cuda:N (the N-th of its GPUs).
+    /// Part of the key, as results differ by device; left out of it when `cpu`, so CPU keys
+    /// are what they were before devices existed.
+    #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
+    pub device: DeviceSpec,
 }
 
 impl TrainParams {
@@ -64,9 +69,14 @@ impl TrainParams {
             num_layers: self.layers,
             num_classes: 2,
             readout: self.readout,
-            engine: self
-                .engine
-                .unwrap_or_else(|| CellEngine::fastest_on_cpu(self.variant)),
+            // On a GPU, libtorch's fused kernels are cuDNN's.
+            engine: self.engine.unwrap_or_else(|| {
+                if self.device.is_cpu() {
+                    CellEngine::fastest_on_cpu(self.variant)
+                } else {
+                    CellEngine::Fused
+                }
+            }),
             embedding_init: self.embedding_init,
         }
     }
@@ -131,6 +141,10 @@ impl Plugin for Train {
         params.threads
     }
 
+    fn gpus(&self, params: &TrainParams) -> u32 {
+        params.device.gpus()
+    }
+
     fn check(&self, p: &TrainParams) -> Result<(), (String, String)> {
         let positive = [
             ("layers", p.layers),
@@ -152,10 +166,13 @@ impl Plugin for Train {
         // Held until the outputs are written: every tensor of this instance is computed with
         // exactly `threads` libtorch threads, whatever runs beside it.
         let _torch = nn::TorchThreads::acquire(params.threads);
+        let device = super::torch_device(params.device, ctx)?;
         let (train, test) = load_examples(ctx.input("data")?).map_err(StageError::failed)?;
         let config = params.model_config();
-        let mut model =
-            RecurrentModel::new(config.clone(), ctx.seed).map_err(StageError::failed)?;
+        // Initialised on the CPU (the seed's values on every device), then moved.
+        let mut model = RecurrentModel::new(config.clone(), ctx.seed)
+            .and_then(|m| m.into_device(device))
+            .map_err(StageError::failed)?;
         let adam_config = AdamConfig {
             lr: params.lr,
             ..AdamConfig::default()

@@ -403,6 +403,58 @@ impl NetworkGroup {
         })
     }
 
+    /// Where the group computes.
+    pub fn device(&self) -> tch::Device {
+        self.embedding.device()
+    }
+
+    /// The group on `device`: parameters as trainable leaves there, masks and selectors beside
+    /// them (itself when it is there already). Create the optimizer after moving.
+    pub fn into_device(self, device: tch::Device) -> NnResult<Self> {
+        use crate::nn::device::{leaf_on, on};
+        if self.device() == device {
+            return Ok(self);
+        }
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| {
+                Ok(GroupLayer {
+                    slot_count: l.slot_count,
+                    inputs: l.inputs,
+                    weight_ih: l
+                        .weight_ih
+                        .iter()
+                        .map(|w| leaf_on(w, device))
+                        .collect::<NnResult<_>>()?,
+                    mask_ih: l
+                        .mask_ih
+                        .iter()
+                        .map(|m| on(m, device))
+                        .collect::<NnResult<_>>()?,
+                    weight_hh: leaf_on(&l.weight_hh, device)?,
+                    mask_hh: on(&l.mask_hh, device)?,
+                    bias_ih: leaf_on(&l.bias_ih, device)?,
+                    bias_hh: leaf_on(&l.bias_hh, device)?,
+                    bias_mask: on(&l.bias_mask, device)?,
+                })
+            })
+            .collect::<NnResult<Vec<_>>>()?;
+        Ok(NetworkGroup {
+            embedding: leaf_on(&self.embedding, device)?,
+            layers,
+            head_weight: leaf_on(&self.head_weight, device)?,
+            head_mask: on(&self.head_mask, device)?,
+            head_bias: leaf_on(&self.head_bias, device)?,
+            readout_layers: self
+                .readout_layers
+                .into_iter()
+                .map(|(layer, selector)| Ok((layer, on(&selector, device)?)))
+                .collect::<NnResult<_>>()?,
+            ..self
+        })
+    }
+
     /// Number of networks.
     pub fn len(&self) -> usize {
         self.count
@@ -458,7 +510,8 @@ impl NetworkGroup {
                 let source = group_tensors.get(placement.parameter).ok_or_else(|| {
                     NnError::InvalidConfig("group tensor list is too short".into())
                 })?;
-                let offsets = Tensor::f_from_slice(&placement.offsets)?;
+                let offsets =
+                    Tensor::f_from_slice(&placement.offsets)?.f_to_device(source.device())?;
                 Ok(source
                     .f_reshape([-1])?
                     .f_index_select(0, &offsets)?

@@ -118,7 +118,7 @@ pub fn train_group_epoch(
     let mut correct = vec![0i64; group.len()];
     for chunk in order.chunks(batch_size) {
         let examples: Vec<&Example> = chunk.iter().map(|&i| &data[i]).collect();
-        let batch = make_batch(&examples)?;
+        let batch = make_batch(&examples)?.to_device(group.device())?;
         adam.zero_grad();
         let logits = group.forward(&batch)?;
         let losses = per_network_cross_entropy(&logits, &batch.labels)?;
@@ -161,7 +161,7 @@ pub fn evaluate_group(
     let mut correct = vec![0i64; group.len()];
     for chunk in data.chunks(batch_size) {
         let examples: Vec<&Example> = chunk.iter().collect();
-        let batch = make_batch(&examples)?;
+        let batch = make_batch(&examples)?.to_device(group.device())?;
         let logits = group.forward(&batch)?;
         let losses = per_network_cross_entropy(&logits, &batch.labels)?;
         accumulate(
