@@ -86,3 +86,76 @@ fn a_plugin_missing_from_the_registry_is_a_validation_error() {
         "{errors}"
     );
 }
+
+/// Copies the timings table the engine hands it into its output.
+struct Timed;
+
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TimedParams {}
+
+impl Plugin for Timed {
+    type Params = TimedParams;
+    const KIND: &'static str = "test.timed";
+    const VERSION: u32 = 1;
+    const ABOUT: &'static str = "copies its upstream timings";
+
+    fn outputs(&self, _params: &TimedParams) -> Vec<OutputDecl> {
+        vec![OutputDecl::new("table", "timings.csv")]
+    }
+
+    fn timings(&self, _params: &TimedParams) -> bool {
+        true
+    }
+
+    fn run(&self, _params: TimedParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
+        std::fs::copy(ctx.input("timings")?, ctx.output("timings.csv"))
+            .map_err(|e| StageError::io("cannot copy", e))?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_plugin_that_asks_for_timings_gets_every_upstream_instance_from_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::with_cmd();
+    registry.register(Timed);
+    // `late` depends on `early` only through `mid`: timings are transitive.
+    // Once the marker exists, `early` takes 0.3 s longer: its forced re-run has another time.
+    let marker = dir.path().join("slower");
+    let yaml = format!("stages:\n  early:\n    uses: cmd\n    with: {{run: 'sleep 0.2; [ -e {} ] && sleep 0.3; echo a > \"$PIPE_OUT/o\"', outputs: {{o: o}}}}\n  mid:\n    uses: cmd\n    inputs: {{x: early.o}}\n    with: {{run: 'cp \"$PIPE_IN_X\" \"$PIPE_OUT/o\"', outputs: {{o: o}}}}\n  late:\n    uses: test.timed\n    needs: [mid]\n", marker.display());
+    let source = SourceFile::parse(&dir.path().join("p.yaml"), &yaml).expect("parse");
+    let plan = Plan::from_source(&registry, source).expect("plan");
+    let store = Store::open(&dir.path().join("cache")).expect("store");
+    let mut options = RunOptions {
+        jobs: 2,
+        force: Vec::new(),
+        only: Vec::new(),
+        artifacts: dir.path().join("artifacts"),
+    };
+    let table = || std::fs::read_to_string(dir.path().join("artifacts/late/timings.csv")).unwrap();
+    assert!(pipe_engine::run(&plan, &store, &options, &|_| {})
+        .expect("run")
+        .success());
+    let first = table();
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines[0], "stage,instance,seconds");
+    assert!(lines[1].starts_with("\"early\",\"early\","), "{first}");
+    let early: f64 = lines[1].rsplit(',').next().unwrap().parse().unwrap();
+    assert!(early >= 0.2, "early slept 0.2 s: {first}");
+    assert!(lines[2].starts_with("\"mid\",\"mid\","), "{first}");
+    assert_eq!(lines.len(), 3);
+
+    // Reused, the table is the same: the seconds come from the records, not from this run.
+    let again = pipe_engine::run(&plan, &store, &options, &|_| {}).expect("run");
+    assert_eq!(again.ran().len(), 0);
+    assert_eq!(table(), first);
+
+    // `early` re-runs with the same bytes: `mid` is cut off, but `late` sees a new time and
+    // re-runs, because the table is part of its key.
+    std::fs::write(&marker, "").unwrap();
+    options.force = vec!["early".into()];
+    let forced = pipe_engine::run(&plan, &store, &options, &|_| {}).expect("run");
+    assert_eq!(forced.ran(), vec!["early", "late"]);
+    assert_ne!(table(), first);
+}

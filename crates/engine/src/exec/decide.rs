@@ -56,14 +56,58 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The key material of an instance, given the outputs of its upstream instances; `all` is the
-/// plan's instances, whose labels name a fan-in's entries.
+/// The name of the input that carries [`timings_table`].
+pub const TIMINGS_INPUT: &str = "timings";
+
+/// For an instance that asked for its upstream timings ([`crate::stage::Plugin::timings`]) and
+/// did not bind a `timings` input itself: the CSV `stage,instance,seconds` of every instance
+/// upstream of it (transitively, in plan order), with each one's seconds from its record.
+/// Instances whose seconds are unknown are left out.
+pub fn timings_table(
+    instance: &Instance,
+    all: &[Instance],
+    seconds: &dyn Fn(usize) -> Option<f64>,
+) -> Option<String> {
+    if !instance.resolved.timings || instance.inputs.contains_key(TIMINGS_INPUT) {
+        return None;
+    }
+    let mut upstream = std::collections::BTreeSet::new();
+    let mut stack: Vec<usize> = instance.deps.clone();
+    while let Some(i) = stack.pop() {
+        if upstream.insert(i) {
+            stack.extend(&all[i].deps);
+        }
+    }
+    let mut csv = String::from("stage,instance,seconds\n");
+    for i in upstream {
+        if let Some(s) = seconds(i) {
+            let quote = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
+            csv.push_str(&format!(
+                "{},{},{s:.3}\n",
+                quote(&all[i].stage),
+                quote(&all[i].name)
+            ));
+        }
+    }
+    Some(csv)
+}
+
+/// The key material of an instance, given the outputs of its upstream instances and, where it
+/// asked for them, its [`timings_table`]; `all` is the plan's instances, whose labels name a
+/// fan-in's entries.
 pub fn key_material(
     instance: &Instance,
     upstream: &dyn Fn(usize) -> Option<BTreeMap<String, OutputRecord>>,
     all: &[Instance],
+    timings: Option<&str>,
 ) -> Option<KeyMaterial> {
     let mut inputs = BTreeMap::new();
+    if let Some(table) = timings {
+        inputs.insert(
+            TIMINGS_INPUT.to_string(),
+            InputHash::One(blake3::hash(table.as_bytes()).to_hex().to_string()),
+        );
+    }
     for (name, binding) in &instance.inputs {
         let hash = match binding {
             InputBinding::One { instance, output } => {
@@ -100,8 +144,11 @@ pub fn key_material(
 
 /// What the cache says about one instance whose key is known.
 pub enum Lookup {
-    /// Reusable: the key's outputs, every object intact.
-    Hit(BTreeMap<String, OutputRecord>),
+    /// Reusable: the key's outputs, every object intact, and the producing run's seconds.
+    Hit {
+        outputs: BTreeMap<String, OutputRecord>,
+        seconds: f64,
+    },
     Miss(Reason),
 }
 
@@ -113,7 +160,7 @@ pub fn lookup(store: &Store, instance: &Instance, material: &KeyMaterial, forced
         return Lookup::Miss(Reason::Forced);
     }
     match store.cached(&key) {
-        Ok(Some(Cached::Intact(outputs))) => Lookup::Hit(outputs),
+        Ok(Some(Cached::Intact { outputs, seconds })) => Lookup::Hit { outputs, seconds },
         Ok(Some(Cached::Damaged(damaged))) => {
             let names: Vec<String> = damaged.iter().map(|(name, _)| name.clone()).collect();
             tracing::warn!(

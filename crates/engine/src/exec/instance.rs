@@ -24,6 +24,8 @@ pub(super) struct Job<'a> {
     pub reason: Reason,
     /// Outputs of the upstream instances, by instance index.
     pub upstream: BTreeMap<usize, BTreeMap<String, OutputRecord>>,
+    /// The upstream timings CSV, for an instance that asked for it (staged as input `timings`).
+    pub timings: Option<String>,
     /// The GPUs the executor gave this attempt (its own while it runs).
     pub gpus: Vec<crate::stage::Gpu>,
     /// Other instances hold the run's GPUs: child processes get an empty
@@ -195,6 +197,11 @@ impl Job<'_> {
     fn stage_inputs(&self, root: &Path) -> Result<BTreeMap<String, InputPaths>, String> {
         let instance = &self.plan.instances[self.index];
         let mut inputs = BTreeMap::new();
+        if let Some(table) = &self.timings {
+            let path = root.join(super::TIMINGS_INPUT).join("timings.csv");
+            crate::store::write_atomic(&path, table.as_bytes()).map_err(|e| e.to_string())?;
+            inputs.insert(super::TIMINGS_INPUT.to_string(), InputPaths::One(path));
+        }
         for (name, binding) in &instance.inputs {
             let dir = root.join(name);
             let output_of = |up: usize, output: &str| -> Result<OutputRecord, String> {

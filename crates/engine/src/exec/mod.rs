@@ -22,7 +22,9 @@ use std::time::Instant;
 use crate::plan::Plan;
 use crate::store::{OutputRecord, Store, StoreError};
 
-pub use decide::{changed_keys, key_material, lookup, Lookup, Reason};
+pub use decide::{
+    changed_keys, key_material, lookup, timings_table, Lookup, Reason, TIMINGS_INPUT,
+};
 pub use slurm::{SlurmError, SlurmOptions, SlurmStats};
 pub use worker::{execute_described, JobDescription, WorkerError};
 
@@ -454,6 +456,8 @@ impl<'p> Schedule<'p> {
         let mut state = vec![State::Pending; n];
         let mut outcomes: Outcomes = vec![None; n];
         let mut ran_this_run = vec![false; n];
+        // Each finished instance's seconds, for instances that ask for their upstream timings.
+        let mut seconds: Vec<Option<f64>> = vec![None; n];
         observe(Event::Planned {
             total: self.selected.len(),
         });
@@ -498,7 +502,10 @@ impl<'p> Schedule<'p> {
                         State::Done(outputs) => Some(outputs.clone()),
                         _ => None,
                     };
-                    let Some(material) = key_material(instance, &upstream, &plan.instances) else {
+                    let timings = timings_table(instance, &plan.instances, &|u| seconds[u]);
+                    let Some(material) =
+                        key_material(instance, &upstream, &plan.instances, timings.as_deref())
+                    else {
                         continue;
                     };
                     let inputs: BTreeMap<usize, BTreeMap<String, OutputRecord>> = instance
@@ -516,7 +523,11 @@ impl<'p> Schedule<'p> {
                     }
                     progressed = true;
                     match lookup(store, instance, &material, self.forced.contains(&i)) {
-                        Lookup::Hit(outputs) => {
+                        Lookup::Hit {
+                            outputs,
+                            seconds: took,
+                        } => {
+                            seconds[i] = Some(took);
                             let artifact_dir = instance.artifact_dir();
                             materialize(store, &options.artifacts, &artifact_dir, &outputs)?;
                             let cutoff = instance.deps.iter().any(|&d| ran_this_run[d]);
@@ -541,6 +552,7 @@ impl<'p> Schedule<'p> {
                                 material,
                                 reason,
                                 upstream: inputs,
+                                timings,
                                 gpus: Vec::new(),
                                 hide_gpus: false,
                             });
@@ -574,6 +586,7 @@ impl<'p> Schedule<'p> {
                         });
                         outcomes[i] = Some((outcome, Some(finished.record.key.clone())));
                         ran_this_run[i] = true;
+                        seconds[i] = Some(finished.record.seconds);
                         state[i] = State::Done(finished.record.outputs);
                     }
                     Err(failure) => {
@@ -652,11 +665,13 @@ pub fn status(
 ) -> Result<Vec<(usize, Status)>, ExecError> {
     let (_, forced) = selection(plan, &[], force)?;
     let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
+    let mut seconds: Vec<Option<f64>> = vec![None; plan.instances.len()];
     let mut out = Vec::new();
     for &i in &plan.order {
         let instance = &plan.instances[i];
         let upstream = |u: usize| known[u].clone();
-        let status = match key_material(instance, &upstream, &plan.instances) {
+        let timings = timings_table(instance, &plan.instances, &|u| seconds[u]);
+        let status = match key_material(instance, &upstream, &plan.instances, timings.as_deref()) {
             None => Status::AfterUpstream(
                 instance
                     .deps
@@ -670,8 +685,12 @@ pub fn status(
                     Status::WillRun(Reason::Forced)
                 } else {
                     match store.cached(&material.key()) {
-                        Ok(Some(crate::store::Cached::Intact(outputs))) => {
+                        Ok(Some(crate::store::Cached::Intact {
+                            outputs,
+                            seconds: took,
+                        })) => {
                             known[i] = Some(outputs);
+                            seconds[i] = Some(took);
                             Status::UpToDate
                         }
                         Ok(Some(crate::store::Cached::Damaged(damaged))) => Status::WillRun(
@@ -694,16 +713,21 @@ pub fn status(
 /// `pipe gc --keep FILE` keeps). Reads the cache only.
 pub fn current_keys(plan: &Plan, store: &Store) -> Vec<String> {
     let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
+    let mut seconds: Vec<Option<f64>> = vec![None; plan.instances.len()];
     let mut keys = Vec::new();
     for &i in &plan.order {
+        let instance = &plan.instances[i];
         let upstream = |u: usize| known[u].clone();
-        let Some(material) = key_material(&plan.instances[i], &upstream, &plan.instances) else {
+        let timings = timings_table(instance, &plan.instances, &|u| seconds[u]);
+        let Some(material) = key_material(instance, &upstream, &plan.instances, timings.as_deref())
+        else {
             continue;
         };
         let key = material.key();
         if let Ok(Some(record)) = store.indexed_record(&key) {
             keys.push(key.hex());
             known[i] = Some(record.outputs);
+            seconds[i] = Some(record.seconds);
         }
     }
     keys

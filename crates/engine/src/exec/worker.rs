@@ -39,6 +39,9 @@ pub struct JobDescription {
     pub upstream: BTreeMap<String, BTreeMap<String, OutputRecord>>,
     /// Why the coordinator runs it (for the log).
     pub reason: String,
+    /// The upstream timings CSV, for an instance that asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<String>,
 }
 
 /// Why `pipe exec` could not run (or finish) an instance.
@@ -136,6 +139,7 @@ pub(super) fn describe(
             .map(|(&i, outputs)| (plan.instances[i].name.clone(), outputs.clone()))
             .collect(),
         reason: job.reason.to_string(),
+        timings: job.timings.clone(),
     };
     let path = description_path(store.root(), &description.key);
     let bytes = serde_json::to_vec_pretty(&description).map_err(|e| {
@@ -222,7 +226,12 @@ pub fn execute_described(
             .ok_or_else(|| WorkerError::UnknownInstance(name.clone()))?;
         upstream.insert(index, outputs.clone());
     }
-    let material = key_material(instance, &|u| upstream.get(&u).cloned(), &plan.instances);
+    let material = key_material(
+        instance,
+        &|u| upstream.get(&u).cloned(),
+        &plan.instances,
+        description.timings.as_deref(),
+    );
     let actual = material.as_ref().map(|m| m.key().hex()).unwrap_or_default();
     let Some(material) = material.filter(|_| actual == key) else {
         return Err(WorkerError::KeyChanged {
@@ -268,6 +277,7 @@ pub fn execute_described(
         // The coordinator's reason is only informative here; the description carries its text.
         reason: Reason::New,
         upstream,
+        timings: description.timings.clone(),
         gpus,
         hide_gpus: false,
     };

@@ -61,6 +61,8 @@ pub struct Resolved {
     pub gpus: u32,
     /// Project files (relative to the pipeline file) whose content is part of the key.
     pub files: Vec<String>,
+    /// Whether the engine hands the instance its upstream timings ([`Plugin::timings`]).
+    pub timings: bool,
 }
 
 /// Why parameters were rejected; `field` is dotted relative to `with`.
@@ -254,6 +256,12 @@ pub trait Plugin: Send + Sync + 'static {
     fn files(&self, _params: &Self::Params) -> Vec<String> {
         Vec::new()
     }
+    /// Whether the instance is handed, as its input `timings`, a CSV of how long every instance
+    /// upstream of it took (`stage,instance,seconds`, from their records). Its content is then
+    /// part of the key, like any input's, so the instance re-runs when an upstream one re-ran.
+    fn timings(&self, _params: &Self::Params) -> bool {
+        false
+    }
     /// Checks beyond types (ranges, relations); `Err((field, message))`.
     fn check(&self, _params: &Self::Params) -> Result<(), (String, String)> {
         Ok(())
@@ -356,6 +364,7 @@ impl<P: Plugin> Stage for P {
             files: self.files(&typed),
             outputs: self.outputs(&typed),
             gpus: self.gpus(&typed),
+            timings: self.timings(&typed),
             threads,
             params,
         })

@@ -23,7 +23,7 @@ use super::{hash_file_parallel, write_atomic, Key, OutputKind, OutputRecord, Res
 const INDEX_FILE: &str = "index.json";
 
 /// Bumped when the file's shape changes; an index of another format is ignored and rebuilt.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// How old a file's last change must be for its stamp to be kept ([`Stamp::settled`]).
 const SETTLE_SECONDS: u64 = 2;
@@ -60,12 +60,14 @@ impl Stamp {
 }
 
 /// The part of a record a cache hit needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexedRecord {
     /// The record file's stamp when it was read or written: a record changed or damaged since
     /// is read again instead of trusted from here.
     pub record: Stamp,
     pub outputs: BTreeMap<String, OutputRecord>,
+    /// How long the run that produced the record took (for plugins that ask for timings).
+    pub seconds: f64,
     /// The objects of each directory output: its manifest (whose size is not recorded), then
     /// its entries with their sizes. A file output is its one object, named in `outputs`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -201,9 +203,13 @@ impl Index {
 }
 
 /// A cached result, its objects checked: what `pipe run` reuses and `pipe status` reports on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Cached {
-    Intact(BTreeMap<String, OutputRecord>),
+    Intact {
+        outputs: BTreeMap<String, OutputRecord>,
+        /// The producing run's seconds, from the record.
+        seconds: f64,
+    },
     /// The outputs with missing or corrupt objects, and those objects.
     Damaged(Vec<(String, Vec<String>)>),
 }
@@ -248,7 +254,7 @@ impl Store {
         let Some(record) = self.record(key)? else {
             return Ok(None);
         };
-        let entry = self.index_entry(stamp, record.outputs);
+        let entry = self.index_entry(stamp, record.outputs, record.seconds);
         if entry.complete() {
             self.with_index(|index| index.insert_record(&hex, entry.clone()));
         }
@@ -261,6 +267,7 @@ impl Store {
         &self,
         record: Stamp,
         outputs: BTreeMap<String, OutputRecord>,
+        seconds: f64,
     ) -> IndexedRecord {
         let mut directories = BTreeMap::new();
         for (name, output) in &outputs {
@@ -275,6 +282,7 @@ impl Store {
         IndexedRecord {
             record,
             outputs,
+            seconds,
             directories,
         }
     }
@@ -300,7 +308,10 @@ impl Store {
             }
         }
         Ok(Some(if damaged.is_empty() {
-            Cached::Intact(entry.outputs)
+            Cached::Intact {
+                outputs: entry.outputs,
+                seconds: entry.seconds,
+            }
         } else {
             Cached::Damaged(damaged)
         }))
@@ -415,7 +426,7 @@ mod tests {
         // Only stamps of objects unchanged for a while are kept: wait, so that this hit keeps
         // them and the flips below are judged by stamp, not by hash.
         std::thread::sleep(std::time::Duration::from_secs(SETTLE_SECONDS + 1));
-        let Some(Cached::Intact(outputs)) = fresh.cached(&key).unwrap() else {
+        let Some(Cached::Intact { outputs, .. }) = fresh.cached(&key).unwrap() else {
             panic!("the stored record is a hit");
         };
         let object = store.object_path(&outputs["f"].hash);

@@ -228,7 +228,11 @@ impl Store {
             .join(format!("{}.json", record.key));
         write_json_atomic(&key_path, record)?;
         if let Ok(meta) = fs::metadata(&key_path) {
-            let entry = self.index_entry(index::Stamp::of(&meta), record.outputs.clone());
+            let entry = self.index_entry(
+                index::Stamp::of(&meta),
+                record.outputs.clone(),
+                record.seconds,
+            );
             if entry.complete() {
                 self.with_index(|index| index.insert_record(&record.key, entry));
             }

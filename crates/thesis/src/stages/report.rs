@@ -22,6 +22,9 @@ pub struct ReportParams {
     pub when: Option<String>,
     /// What this run is for, shown under the heading.
     pub description: Option<String>,
+    /// Fill "Stage timings" from the records of every instance upstream (the engine hands them
+    /// in as the `timings` input). The report's bytes then depend on measured times.
+    pub stage_timings: bool,
 }
 
 impl Default for ReportParams {
@@ -30,6 +33,7 @@ impl Default for ReportParams {
             title: "pipe: sparse recurrent networks, thesis reproduction".to_string(),
             when: None,
             description: None,
+            stage_timings: false,
         }
     }
 }
@@ -70,7 +74,8 @@ fn read_fan_in(ctx: &StageContext<'_>, name: &str) -> Result<Vec<(String, Table)
 impl Plugin for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    const VERSION: u32 = 2;
+    // 3: the `stage_timings` parameter and the note that names it.
+    const VERSION: u32 = 3;
     /// The report prints its instance name.
     const OBSERVES_INSTANCE: bool = true;
     const ABOUT: &'static str =
@@ -93,6 +98,10 @@ impl Plugin for Report {
             about: "optional table of per-stage timings, shown as given",
         });
         InputSpec::Named(inputs)
+    }
+
+    fn timings(&self, params: &ReportParams) -> bool {
+        params.stage_timings
     }
 
     fn outputs(&self, _: &ReportParams) -> Vec<OutputDecl> {
