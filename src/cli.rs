@@ -149,6 +149,10 @@ pub enum Command {
         readout: ReadoutArg,
         #[arg(long, default_value = "256")]
         batch_size: usize,
+        /// Evaluate in a random order drawn from this seed (as a shuffled test loader), not in
+        /// file order; with the last-padded readout the batches' padded lengths then change
+        #[arg(long)]
+        shuffle: Option<u64>,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -493,21 +497,28 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             data,
             readout,
             batch_size,
+            shuffle,
             json,
         } => {
             let readout = match readout {
                 ReadoutArg::LastPadded => crate::nn::Readout::LastPadded,
                 ReadoutArg::TrueLength => crate::nn::Readout::TrueLength,
             };
-            let report =
-                match crate::nn::evaluate_file(*variant, readout, weights, data, *batch_size) {
-                    Ok(report) => report,
-                    Err(e) => {
-                        // The message is complete; its sources would only repeat it.
-                        eprintln!("error: {e}");
-                        return Ok(2);
-                    }
-                };
+            let report = match crate::nn::evaluate_file(
+                *variant,
+                readout,
+                weights,
+                data,
+                *batch_size,
+                *shuffle,
+            ) {
+                Ok(report) => report,
+                Err(e) => {
+                    // The message is complete; its sources would only repeat it.
+                    eprintln!("error: {e}");
+                    return Ok(2);
+                }
+            };
             if *json {
                 println!(
                     "{}",

@@ -1,5 +1,6 @@
 mod analysis;
 mod graph_oracle;
+mod import;
 mod nn_equivalence;
 mod pipelines;
 mod prune;

@@ -25,26 +25,34 @@ pub enum EvalError {
     NoRows(std::path::PathBuf),
 }
 
-/// Evaluates a weight file on every row of a `string,valid` CSV. Weights holding a NaN or an
-/// infinity are an error naming the tensor.
+/// Evaluates a weight file on every row of a `string,valid` CSV, in file order or, with
+/// `shuffle: Some(seed)`, in a seeded random order (as a shuffled PyTorch test loader would: with
+/// the last-padded readout each batch's padded length, and so the result, depends on which
+/// strings share it). Weights holding a NaN or an infinity are an error naming the tensor.
 pub fn evaluate_file(
     variant: Variant,
     readout: Readout,
     weights: &Path,
     data: &Path,
     batch_size: usize,
+    shuffle: Option<u64>,
 ) -> Result<EvalReport, EvalError> {
     let _torch = super::TorchThreads::acquire(1);
     let config = super::infer_config(variant, readout, weights)?;
     let model = RecurrentModel::load(config, weights)?;
     let dataset = Dataset::import_with_split(data, crate::data::TestSize::Count(0), 0)?;
-    let examples: Vec<Example> = dataset
+    let mut examples: Vec<Example> = dataset
         .rows
         .iter()
         .map(|row| Example::from_text(&row.string, i64::from(row.valid)))
         .collect();
     if examples.is_empty() {
         return Err(EvalError::NoRows(data.to_path_buf()));
+    }
+    if let Some(seed) = shuffle {
+        let order = super::epoch_order(examples.len(), seed, 0);
+        let mut slots: Vec<Option<Example>> = examples.into_iter().map(Some).collect();
+        examples = order.iter().filter_map(|&i| slots[i].take()).collect();
     }
     let (loss, accuracy) = super::evaluate(&model, &examples, batch_size.max(1))?;
     Ok(EvalReport {

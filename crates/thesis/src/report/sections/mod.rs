@@ -9,6 +9,7 @@ mod regression;
 mod retraining;
 mod run;
 mod scatter;
+mod thesis_models;
 
 pub(super) use base::base_section;
 pub(super) use correlation::correlation_section;
@@ -19,3 +20,4 @@ pub(super) use regression::regression_section;
 pub(super) use retraining::retraining_section;
 pub(super) use run::run_section;
 pub(super) use scatter::scatter_section;
+pub(super) use thesis_models::thesis_models_section;
