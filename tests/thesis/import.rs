@@ -140,7 +140,10 @@ fn thesis_weights_pipeline_at_a_reduced_scale() {
         }
     }
     let report = sandbox.read_artifact("report/report.html");
-    assert!(report.contains("next to the thesis's own results"));
+    assert!(
+        report.contains(r#"<h2 id="headline">"#),
+        "no headline section"
+    );
     assert!(
         report.contains("equal to the thesis's at 5 decimals:</strong> 12 of 12 cells at 10–50 %")
     );

@@ -75,6 +75,7 @@ pub(in crate::report) fn pruning_section(html: &mut Html, inputs: &ReportInputs)
             y_fixed: Some((0.0, 1.0)),
             width: 420.0,
             height: 280.0,
+            integer_x: false,
             show_legend: true,
         }
         .render();
