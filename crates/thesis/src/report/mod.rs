@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use crate::analysis::Table;
 use sections::{
     base_section, correlation_section, pearson_tables_section, pruning_section, random_section,
-    regression_section, retraining_section, run_section, scatter_section, thesis_models_section,
+    regression_section, retraining_section, run_section, scatter_section, seeds_section,
+    thesis_models_section,
 };
 use svg::escape;
 
@@ -181,6 +182,7 @@ pub fn render_html(inputs: &ReportInputs, run: &RunInfo) -> String {
     };
     run_section(&mut html, inputs, run);
     thesis_models_section(&mut html, inputs);
+    seeds_section(&mut html, inputs);
     base_section(&mut html, inputs);
     pruning_section(&mut html, inputs);
     retraining_section(&mut html, inputs);
