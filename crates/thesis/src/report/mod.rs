@@ -127,6 +127,10 @@ impl ReportInputs {
             ("base", names(&self.base)),
             ("prune", names(&self.prune)),
             ("prune_summary", names(&self.prune_summary)),
+            (
+                "prune_safe",
+                self.prune_safe.iter().map(|(l, _)| l.as_str()).collect(),
+            ),
             ("random", names(&self.random)),
             ("networks", names(&self.networks)),
             ("correlations", names(&self.correlations)),
