@@ -36,7 +36,7 @@ test: setup
 	  $(CARGO) test --release --workspace -- --test-threads=2 || status=$$?; \
 	  if [ $$slurm = 1 ]; then PIPE_REQUIRE_SLURM=1 $(CARGO) test --release --test tests -- --ignored --test-threads=2 engine::slurm:: || status=$$?; fi; \
 	  if command -v chromium >/dev/null; then PIPE_REQUIRE_CHROMIUM=1 $(CARGO) test --release --test tests -- --ignored thesis::analysis::report_opens_in_headless_chromium || status=$$?; fi; \
-	  if [ -n "$$(ls -A ../shared/thesis-data 2>/dev/null)" ]; then PIPE_REQUIRE_THESIS_DATA=1 $(CARGO) test --release --test tests -- --ignored thesis::graph_oracle:: thesis::stats_thesis:: || status=$$?; \
+	  if [ -n "$$(ls -A ../shared/thesis-data 2>/dev/null)" ]; then PIPE_REQUIRE_THESIS_DATA=1 $(CARGO) test --release --test tests -- --ignored thesis::graph_oracle:: thesis::stats_thesis:: thesis::import:: || status=$$?; \
 	  else echo "../shared/thesis-data is empty: the thesis-data tests stay ignored"; fi; \
 	  if [ "$$(id -u)" = 0 ]; then PIPE_REQUIRE_MOUNT=1 $(CARGO) test --release --test tests -- --ignored engine::mounts:: || status=$$?; \
 	  else echo "not root: the tmpfs (full and read-only disk) tests stay ignored"; fi; \

@@ -152,6 +152,10 @@ pub enum Command {
         /// cpu, cuda or cuda:N (needs the CUDA build, `make build-cuda`)
         #[arg(long, default_value = "cpu")]
         device: crate::nn::DeviceSpec,
+        /// Evaluate in a random order drawn from this seed (as a shuffled test loader), not in
+        /// file order; with the last-padded readout the batches' padded lengths then change
+        #[arg(long)]
+        shuffle: Option<u64>,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -524,6 +528,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             readout,
             batch_size,
             device,
+            shuffle,
             json,
         } => {
             let readout = match readout {
@@ -537,6 +542,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                 data,
                 *batch_size,
                 *device,
+                *shuffle,
             ) {
                 Ok(report) => report,
                 Err(e) => {

@@ -257,3 +257,43 @@ fn built_in_instances_with_identical_keys_run_once_and_share_the_result() {
     assert_eq!(summary.cached().len(), 2);
     assert!(sandbox.artifacts().join("same/c").is_dir());
 }
+
+/// A matrix over `seed` repeats a stage with each seed: every instance gets its own seed (in
+/// `$PIPE_SEED`, `${seed}` and its key), and a seed that is not a whole number is a pipeline error.
+#[test]
+fn a_matrix_over_seed_gives_each_instance_its_seed() {
+    let yaml = r#"seed: 7
+stages:
+  draw:
+    uses: cmd
+    foreach: {seed: [0, 3], word: [a]}
+    with:
+      run: 'echo "$PIPE_SEED ${seed} ${word}" > "$PIPE_OUT/seed.txt"'
+      outputs: {seed: seed.txt}
+  plain:
+    uses: cmd
+    with:
+      run: 'echo "$PIPE_SEED" > "$PIPE_OUT/seed.txt"'
+      outputs: {seed: seed.txt}
+"#;
+    let sandbox = Sandbox::new();
+    let summary = sandbox.run(yaml);
+    assert_eq!(
+        sorted(summary.ran()),
+        ["draw[0,a]", "draw[3,a]", "plain"],
+        "{:?}",
+        summary.reports
+    );
+    assert_eq!(sandbox.read_artifact("draw/0-a/seed.txt"), "0 0 a\n");
+    assert_eq!(sandbox.read_artifact("draw/3-a/seed.txt"), "3 3 a\n");
+    assert_eq!(sandbox.read_artifact("plain/seed.txt"), "7\n");
+
+    sandbox.write(&yaml.replace("[0, 3]", "[0, x]"));
+    let output = sandbox.cli(&["run", "pipeline.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    let message = crate::common::stderr(&output);
+    assert!(
+        message.contains("`foreach.seed` of stage `draw` must list whole numbers"),
+        "{message}"
+    );
+}

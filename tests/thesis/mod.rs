@@ -1,6 +1,7 @@
 mod analysis;
 mod devices;
 mod graph_oracle;
+mod import;
 mod nn_equivalence;
 mod pipelines;
 mod prune;

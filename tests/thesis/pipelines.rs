@@ -127,3 +127,61 @@ fn editing_quick_yaml_reruns_exactly_the_pruning_and_the_report() {
     expected.sort();
     assert_eq!(sorted(rerun.ran()), expected);
 }
+
+/// `pipelines/seeds.yaml` at a tiny scale (300 training strings, two seeds, two variants, one
+/// epoch): the matrix over `seed` trains a different model per seed, and the report shows the
+/// spread over the seeds.
+#[test]
+fn seeds_pipeline_repeats_each_variant_per_seed() {
+    let sandbox = Sandbox::new();
+    let head = |file: &str, lines: usize| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/thesis")
+            .join(file);
+        let text = std::fs::read_to_string(path).unwrap();
+        let small: Vec<&str> = text.lines().take(lines + 1).collect();
+        let target = sandbox.path().join(file);
+        std::fs::write(&target, small.join("\n") + "\n").unwrap();
+        target.display().to_string()
+    };
+    let train = head("train_data.csv", 300);
+    let test = head("test_data.csv", 100);
+    let pipeline = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/seeds.yaml");
+    let overrides = [
+        format!("data.train={train}"),
+        format!("data.test={test}"),
+        "vars.variants=[rnn_tanh, gru]".into(),
+        "vars.seeds=[0, 1]".into(),
+        "base.epochs=1".into(),
+        "base.hidden=8".into(),
+        "base.embedding=8".into(),
+        "prune.retrain_epochs=1".into(),
+        "graphs.graphs_per_family=2".into(),
+        "graphs.max_nodes=14".into(),
+        "random.epochs=1".into(),
+    ];
+    let mut args = vec!["run".to_string(), pipeline.display().to_string()];
+    for o in &overrides {
+        args.push("-S".into());
+        args.push(o.clone());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = sandbox.cli(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        crate::common::stderr(&output)
+    );
+    let model = |seed: u32| {
+        std::fs::read(
+            sandbox
+                .artifacts()
+                .join(format!("base/gru-{seed}/model.safetensors")),
+        )
+        .unwrap()
+    };
+    assert_ne!(model(0), model(1), "two seeds trained the same model");
+    let report = sandbox.read_artifact("report/report.html");
+    assert!(report.contains(r#"<h2 id="seeds">"#), "no seed section");
+    assert!(report.contains("(n = 2)"), "no spread over two seeds");
+}

@@ -229,7 +229,26 @@ impl Builder<'_> {
             let mut indices = Vec::new();
             let mut labels: HashMap<String, String> = HashMap::new();
             for matrix in combinations {
-                let seed = stage.seed.unwrap_or(spec.seed);
+                // A matrix over `seed` gives each instance its own seed (repeats of one
+                // experiment); otherwise the stage's seed, else the pipeline's.
+                let seed = match matrix.get("seed") {
+                    None => stage.seed.unwrap_or(spec.seed),
+                    Some(value) => match value.as_u64() {
+                        Some(seed) => seed,
+                        None => {
+                            self.diagnostics.push(self.source.at_value(
+                                &format!("stages.{stage_name}.foreach.seed"),
+                                format!(
+                                    "`foreach.seed` of stage `{stage_name}` must list whole \
+                                     numbers ≥ 0, got {}",
+                                    serde_yaml::to_string(value).unwrap_or_default().trim()
+                                ),
+                                Some("write e.g. `foreach: {seed: [0, 1, 2, 3, 4]}`".into()),
+                            ));
+                            continue;
+                        }
+                    },
+                };
                 let scope = Scope {
                     vars: &spec.vars,
                     matrix: &matrix,

@@ -8,7 +8,7 @@
 //! experiment 3, one at a time and batched many at once, and [`native`] the same networks computed
 //! in plain Rust (the fast path for training hundreds of them). [`threads`] holds the rule for
 //! libtorch's process-global thread count: compute tensors only while holding a
-//! [`TorchThreads`] lease.
+//! [`TorchThreads`] lease. [`import`] reads models trained elsewhere (safetensors, PyTorch files).
 
 pub mod adam;
 pub mod batch;
@@ -17,6 +17,7 @@ pub mod defaults;
 pub mod device;
 pub mod eval_file;
 pub mod examples;
+pub mod import;
 pub mod model;
 pub mod native;
 pub mod prune;

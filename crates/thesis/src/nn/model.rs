@@ -5,6 +5,7 @@
 //! checkpoints can name them exactly as a PyTorch `state_dict` would: `embedding.weight`,
 //! `rnn.weight_ih_l{k}`, …, `head.bias`, with the masks beside them as `mask.rnn.weight_ih_l{k}`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rand::{RngCore, SeedableRng};
@@ -558,7 +559,24 @@ impl RecurrentModel {
     /// state that refers to them stays valid). Every tensor must be present with the right
     /// shape and dtype f32, and no other tensor may be in the file.
     pub fn load_values(&mut self, path: &Path) -> NnResult<()> {
-        let mut stored = read_safetensors_map(path)?;
+        self.load_map(read_safetensors_map(path)?, path)
+    }
+
+    /// A model from named tensors already in memory (a converted PyTorch file); the same checks
+    /// as [`RecurrentModel::load`], `origin` naming where the values came from.
+    pub fn from_tensors(
+        config: ModelConfig,
+        stored: BTreeMap<String, Tensor>,
+        origin: &Path,
+    ) -> NnResult<Self> {
+        config.validate()?;
+        let mut model = Self::zeros(config)?;
+        model.load_map(stored, origin)?;
+        model.check_finite(origin)?;
+        Ok(model)
+    }
+
+    fn load_map(&mut self, mut stored: BTreeMap<String, Tensor>, path: &Path) -> NnResult<()> {
         let mut targets = self.named_parameters();
         targets.extend(self.named_masks());
         let _guard = tch::no_grad_guard();

@@ -174,6 +174,15 @@ pub(super) fn not_run(what: &str) -> String {
     )
 }
 
+/// A cell for people: a number with a fraction shown to 4 decimals (`0.9399999999999996` →
+/// `0.9400`); integers and text as they are.
+pub(super) fn readable(cell: &str) -> String {
+    match cell.parse::<f64>() {
+        Ok(v) if cell.contains('.') && v.is_finite() => format!("{v:.4}"),
+        _ => cell.to_string(),
+    }
+}
+
 pub(super) fn html_table(table: &Table) -> String {
     let mut out = String::from("<table><tr>");
     for h in &table.header {
@@ -183,7 +192,7 @@ pub(super) fn html_table(table: &Table) -> String {
     for row in &table.rows {
         out.push_str("<tr>");
         for cell in row {
-            let _ = write!(out, "<td>{}</td>", escape(cell));
+            let _ = write!(out, "<td>{}</td>", escape(&readable(cell)));
         }
         out.push_str("</tr>");
     }
@@ -213,4 +222,18 @@ pub(super) fn r2_rows(table: &Table) -> BTreeMap<String, [Option<f64>; 3]> {
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::readable;
+
+    #[test]
+    fn table_cells_are_rounded_for_people() {
+        assert_eq!(readable("0.9399999999999996"), "0.9400");
+        assert_eq!(readable("1.0"), "1.0000");
+        assert_eq!(readable("70"), "70");
+        assert_eq!(readable("both"), "both");
+        assert_eq!(readable(""), "");
+    }
 }

@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use crate::analysis::Table;
 use sections::{
     base_section, correlation_section, pearson_tables_section, pruning_section, random_section,
-    regression_section, retraining_section, run_section, scatter_section,
+    regression_section, retraining_section, run_section, scatter_section, seeds_section,
+    thesis_models_section,
 };
 use svg::escape;
 
@@ -104,8 +105,17 @@ pub struct ReportInputs {
     pub r2: Vec<(String, Table)>,
     /// `subsets.csv` of `analysis.regress`.
     pub subsets: Vec<(String, Table)>,
+    /// `safe.json` of each `rnn.prune` instance (the unpruned accuracy it measured).
+    pub prune_safe: Vec<(String, PruneSafe)>,
     /// Optional per-stage timings (any columns, shown as given).
     pub timings: Option<Table>,
+}
+
+/// The part of `rnn.prune`'s `safe.json` the report reads.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct PruneSafe {
+    pub unpruned_test_acc: f64,
+    pub safe_level: Option<u32>,
 }
 
 impl ReportInputs {
@@ -117,6 +127,10 @@ impl ReportInputs {
             ("base", names(&self.base)),
             ("prune", names(&self.prune)),
             ("prune_summary", names(&self.prune_summary)),
+            (
+                "prune_safe",
+                self.prune_safe.iter().map(|(l, _)| l.as_str()).collect(),
+            ),
             ("random", names(&self.random)),
             ("networks", names(&self.networks)),
             ("correlations", names(&self.correlations)),
@@ -171,6 +185,8 @@ pub fn render_html(inputs: &ReportInputs, run: &RunInfo) -> String {
         missing: Vec::new(),
     };
     run_section(&mut html, inputs, run);
+    thesis_models_section(&mut html, inputs);
+    seeds_section(&mut html, inputs);
     base_section(&mut html, inputs);
     pruning_section(&mut html, inputs);
     retraining_section(&mut html, inputs);

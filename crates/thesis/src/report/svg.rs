@@ -49,6 +49,8 @@ struct Axis {
     high: f64,
     pixel_low: f64,
     pixel_high: f64,
+    /// Ticks only at whole numbers (epochs).
+    integer: bool,
 }
 
 impl Axis {
@@ -63,6 +65,7 @@ impl Axis {
             high,
             pixel_low,
             pixel_high,
+            integer: false,
         }
     }
 
@@ -84,7 +87,11 @@ impl Axis {
         } else {
             10.0
         };
-        nice * magnitude
+        if self.integer {
+            (nice * magnitude).max(1.0)
+        } else {
+            nice * magnitude
+        }
     }
 
     fn ticks(&self) -> Vec<f64> {
@@ -180,16 +187,56 @@ fn draw_axes(out: &mut String, frame: &Frame, x_label: &str, y_label: &str, x_ti
     );
 }
 
-fn legend(out: &mut String, frame: &Frame, entries: &[(String, String, bool)]) {
-    // Inside the plot's lower-right corner, one entry per line; charts keep legends short.
-    let x = frame.x.pixel_high - 150.0;
-    let mut y = frame.y.pixel_low - 8.0 - 13.0 * (entries.len() as f64 - 1.0);
+/// Legend box size: fixed width, one 13-pixel line per entry.
+const LEGEND_WIDTH: f64 = 146.0;
+
+/// How much of the drawn lines (pixel polylines, sampled along each segment) a box covers.
+fn covered(lines: &[Vec<(f64, f64)>], left: f64, top: f64, width: f64, height: f64) -> usize {
+    let inside =
+        |(x, y): (f64, f64)| x >= left && x <= left + width && y >= top && y <= top + height;
+    lines
+        .iter()
+        .flat_map(|line| {
+            line.windows(2).flat_map(|w| {
+                (0..=8).map(move |i| {
+                    let t = i as f64 / 8.0;
+                    (
+                        w[0].0 + t * (w[1].0 - w[0].0),
+                        w[0].1 + t * (w[1].1 - w[0].1),
+                    )
+                })
+            })
+        })
+        .chain(lines.iter().filter(|l| l.len() == 1).map(|l| l[0]))
+        .filter(|&p| inside(p))
+        .count()
+}
+
+fn legend(
+    out: &mut String,
+    frame: &Frame,
+    entries: &[(String, String, bool)],
+    lines: &[Vec<(f64, f64)>],
+) {
+    // In the plot corner that covers the least of the data (lower right, then upper right,
+    // lower left, upper left on ties), one entry per line; charts keep legends short.
+    let height = 13.0 * entries.len() as f64 + 4.0;
+    let (left, right) = (
+        frame.x.pixel_low + 4.0,
+        frame.x.pixel_high - LEGEND_WIDTH - 4.0,
+    );
+    let (top, bottom) = (frame.y.pixel_high + 2.0, frame.y.pixel_low - height - 2.0);
+    let corners = [(right, bottom), (right, top), (left, bottom), (left, top)];
+    let (rx, ry) = corners
+        .iter()
+        .copied()
+        .min_by_key(|&(x, y)| covered(lines, x, y, LEGEND_WIDTH, height))
+        .unwrap_or((right, bottom));
+    let x = rx + 4.0;
+    let mut y = ry + 10.0;
     let _ = write!(
         out,
-        r##"<rect x="{rx:.1}" y="{ry:.1}" width="146" height="{h:.1}" fill="#fff" fill-opacity="0.85" stroke="#ccc"/>"##,
-        rx = x - 4.0,
-        ry = y - 10.0,
-        h = 13.0 * entries.len() as f64 + 4.0
+        r##"<rect x="{rx:.1}" y="{ry:.1}" width="{LEGEND_WIDTH}" height="{height:.1}" fill="#fff" fill-opacity="0.85" stroke="#ccc"/>"##,
     );
     for (label, colour, dashed) in entries {
         let dash = if *dashed {
@@ -228,6 +275,8 @@ pub struct LineChart<'a> {
     pub width: f64,
     pub height: f64,
     pub show_legend: bool,
+    /// x ticks only at whole numbers (an epoch axis: no "0.5 epochs").
+    pub integer_x: bool,
 }
 
 impl LineChart<'_> {
@@ -235,7 +284,8 @@ impl LineChart<'_> {
         let points = || self.series.iter().flat_map(|s| s.points.iter());
         let x_range = range(points().map(|p| p.0), None);
         let y_range = range(points().map(|p| p.1), self.y_fixed);
-        let frame = frame(self.width, self.height, x_range, y_range);
+        let mut frame = frame(self.width, self.height, x_range, y_range);
+        frame.x.integer = self.integer_x;
         let mut out = String::new();
         open_svg(&mut out, self.width, self.height, self.title);
         draw_axes(&mut out, &frame, self.x_label, self.y_label, true);
@@ -277,7 +327,18 @@ impl LineChart<'_> {
                 .iter()
                 .map(|s| (s.label.clone(), s.colour.clone(), s.dashed))
                 .collect();
-            legend(&mut out, &frame, &entries);
+            let lines: Vec<Vec<(f64, f64)>> = self
+                .series
+                .iter()
+                .map(|s| {
+                    s.points
+                        .iter()
+                        .filter(|p| p.0.is_finite() && p.1.is_finite())
+                        .map(|&(x, y)| (frame.x.pixel(x), frame.y.pixel(y)))
+                        .collect()
+                })
+                .collect();
+            legend(&mut out, &frame, &entries, &lines);
         }
         out.push_str("</svg>");
         out
@@ -503,6 +564,48 @@ mod tests {
         assert_eq!(axis.label(0.2), "0.2");
         let axis = Axis::new(-0.7, 0.7, 0.0, 100.0);
         assert_eq!(axis.label(-0.0), "0.0");
+        // An epoch axis of one retraining epoch: whole-number ticks only.
+        let mut epochs = Axis::new(-0.05, 1.05, 0.0, 100.0);
+        assert_eq!(epochs.ticks().len(), 6);
+        epochs.integer = true;
+        assert_eq!(epochs.ticks(), vec![0.0, 1.0]);
+        assert_eq!(epochs.label(1.0), "1");
+    }
+
+    /// The legend moves to a corner the data leaves free: a curve that falls to the lower right
+    /// (accuracy against pruning level) does not get it in the lower right, where it used to be.
+    #[test]
+    fn legend_avoids_the_data() {
+        let series = [Series {
+            label: "pipe".into(),
+            points: vec![(0.0, 1.0), (60.0, 1.0), (80.0, 0.1), (100.0, 0.0)],
+            colour: PALETTE[0].into(),
+            dashed: false,
+        }];
+        let svg = LineChart {
+            title: "t",
+            x_label: "pruned %",
+            y_label: "acc",
+            series: &series,
+            y_fixed: Some((0.0, 1.0)),
+            width: 420.0,
+            height: 280.0,
+            integer_x: false,
+            show_legend: true,
+        }
+        .render();
+        let rect = svg.split("<rect x=\"").last().unwrap();
+        let x: f64 = rect.split('"').next().unwrap().parse().unwrap();
+        let y: f64 = rect
+            .split("y=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(!(x > 200.0 && y > 180.0), "legend at {x}, {y}");
     }
 
     #[test]
@@ -521,6 +624,7 @@ mod tests {
             y_fixed: Some((0.0, 1.0)),
             width: 300.0,
             height: 200.0,
+            integer_x: false,
             show_legend: true,
         }
         .render();

@@ -6,6 +6,7 @@ use pipe_engine::Registry;
 pub mod analysis;
 pub mod data;
 pub mod graphs;
+pub mod import;
 pub mod prune;
 pub mod random_train;
 pub mod report;
@@ -19,6 +20,7 @@ pub fn register(registry: &mut Registry) {
         .register(graphs::RandomGraphs)
         .register(graphs::GraphProperties)
         .register(train::Train)
+        .register(import::Import)
         .register(analysis::DataTable)
         .register(analysis::Join)
         .register(analysis::Correlate)

@@ -71,11 +71,27 @@ fn read_fan_in(ctx: &StageContext<'_>, name: &str) -> Result<Vec<(String, Table)
         .collect()
 }
 
+fn read_safe(ctx: &StageContext<'_>) -> Result<Vec<(String, report::PruneSafe)>, StageError> {
+    if !ctx.inputs.contains_key("prune_safe") {
+        return Ok(Vec::new());
+    }
+    ctx.fan_in("prune_safe")?
+        .into_iter()
+        .map(|(label, path)| {
+            let bytes =
+                std::fs::read(&path).map_err(|e| StageError::io(path.display().to_string(), e))?;
+            let safe = serde_json::from_slice(&bytes)
+                .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))?;
+            Ok((label, safe))
+        })
+        .collect()
+}
+
 impl Plugin for Report {
     type Params = ReportParams;
     const KIND: &'static str = "report";
-    // 3: the `stage_timings` parameter and the note that names it.
-    const VERSION: u32 = 3;
+    // 3: the thesis-weights comparison (prune_safe input); 4: the `stage_timings` parameter.
+    const VERSION: u32 = 4;
     /// The report prints its instance name.
     const OBSERVES_INSTANCE: bool = true;
     const ABOUT: &'static str =
@@ -91,6 +107,12 @@ impl Plugin for Report {
                 about,
             })
             .collect();
+        inputs.push(InputDecl {
+            name: "prune_safe",
+            fan_in: true,
+            required: false,
+            about: "safe.json of rnn.prune (the unpruned accuracy it measured)",
+        });
         inputs.push(InputDecl {
             name: "timings",
             fan_in: false,
@@ -126,6 +148,7 @@ impl Plugin for Report {
             correlations: read_fan_in(ctx, "correlations")?,
             r2: read_fan_in(ctx, "r2")?,
             subsets: read_fan_in(ctx, "subsets")?,
+            prune_safe: read_safe(ctx)?,
             timings,
         };
         let run = RunInfo {

@@ -59,6 +59,7 @@ pub(in crate::report) fn base_section(html: &mut Html, inputs: &ReportInputs) {
             y_fixed: None,
             width: 420.0,
             height: 260.0,
+            integer_x: true,
             show_legend: true,
         }
         .render();
@@ -88,6 +89,7 @@ pub(in crate::report) fn base_section(html: &mut Html, inputs: &ReportInputs) {
                     y_fixed: None,
                     width: 360.0,
                     height: 260.0,
+                    integer_x: true,
                     show_legend: true,
                 }
                 .render(),
@@ -122,6 +124,7 @@ pub(in crate::report) fn base_section(html: &mut Html, inputs: &ReportInputs) {
                 y_fixed: None,
                 width: 360.0,
                 height: 260.0,
+                integer_x: true,
                 show_legend: true,
             }
             .render(),

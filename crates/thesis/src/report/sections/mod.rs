@@ -9,6 +9,8 @@ mod regression;
 mod retraining;
 mod run;
 mod scatter;
+mod seeds;
+mod thesis_models;
 
 pub(super) use base::base_section;
 pub(super) use correlation::correlation_section;
@@ -19,3 +21,5 @@ pub(super) use regression::regression_section;
 pub(super) use retraining::retraining_section;
 pub(super) use run::run_section;
 pub(super) use scatter::scatter_section;
+pub(super) use seeds::seeds_section;
+pub(super) use thesis_models::thesis_models_section;

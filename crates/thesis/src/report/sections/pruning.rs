@@ -75,6 +75,7 @@ pub(in crate::report) fn pruning_section(html: &mut Html, inputs: &ReportInputs)
             y_fixed: Some((0.0, 1.0)),
             width: 420.0,
             height: 280.0,
+            integer_x: false,
             show_legend: true,
         }
         .render();
@@ -86,9 +87,17 @@ pub(in crate::report) fn pruning_section(html: &mut Html, inputs: &ReportInputs)
         let stated = thesis::safe_prune_percent(variant);
         let thesis_base = rows_where(&thesis::prune_table(variant), "mode", variant.name());
         let thesis_unpruned = last_value(&thesis_base, "test_acc");
+        // Without base training (imported models), the unpruned accuracy rnn.prune measured.
         let our_unpruned = for_variant(&inputs.base, variant)
             .first()
-            .and_then(|(_, table)| last_value(table, "test_acc"));
+            .and_then(|(_, table)| last_value(table, "test_acc"))
+            .or_else(|| {
+                inputs
+                    .prune_safe
+                    .iter()
+                    .find(|(label, _)| crate::report::variant_from_label(label) == Some(variant))
+                    .map(|(_, s)| s.unpruned_test_acc)
+            });
         let curves = for_variant(&inputs.prune, variant);
         for ((mode, suffix, title), stated) in PRUNE_MODES.iter().zip(stated) {
             let theirs = safe_level(

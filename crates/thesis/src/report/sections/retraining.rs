@@ -67,6 +67,7 @@ pub(in crate::report) fn retraining_section(html: &mut Html, inputs: &ReportInpu
                 y_fixed: Some((0.0, 1.0)),
                 width: 360.0,
                 height: 250.0,
+                integer_x: true,
                 show_legend: false,
             }
             .render();

@@ -1,0 +1,144 @@
+//! `model.import`: a model trained elsewhere (a safetensors file or a PyTorch state dict) as
+//! the `model` + `config` artifacts `rnn.train` writes, so `rnn.prune`, `pipe eval` and every
+//! downstream stage take it. The weight file is a project file: its content is in the key.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::import::{import_model, NameRules, WeightFormat};
+use crate::nn::{self, defaults, CellEngine, EmbeddingInit, ModelConfig, Readout, Variant};
+use pipe_engine::stage::{InputSpec, OutputDecl, Plugin, StageContext, StageError};
+
+pub struct Import;
+
+/// The model's shape is declared (defaults: the thesis's), and every tensor is checked against it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    /// The weight file, relative to the pipeline file; its content is part of the key.
+    pub file: String,
+    /// auto (from the first bytes) | safetensors | pytorch (torch.save, zip or legacy).
+    #[serde(default)]
+    pub format: WeightFormat,
+    /// rnn_tanh | rnn_relu | lstm | gru
+    pub variant: Variant,
+    #[serde(default = "defaults::layers")]
+    pub layers: i64,
+    #[serde(default = "defaults::width")]
+    pub hidden: i64,
+    #[serde(default = "defaults::width")]
+    pub embedding: i64,
+    #[serde(default = "default_vocabulary")]
+    pub vocabulary: i64,
+    #[serde(default = "default_classes")]
+    pub classes: i64,
+    /// last_padded (the thesis's code) or true_length.
+    #[serde(default)]
+    pub readout: Readout,
+    /// loop | fused; the default picks the faster on CPU for the variant.
+    #[serde(default)]
+    pub engine: Option<CellEngine>,
+    /// Regex (matching a whole name in the file) → pipe name, `$1` for a group:
+    /// `'recurrent\.recurrent_layers\.(\d+)\.weight_ih': 'rnn.weight_ih_l$1'`. A name may match
+    /// at most one rule; names no rule matches are kept.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Regexes of tensors in the file to leave out (matched against the file's names).
+    #[serde(default)]
+    pub drop: Vec<String>,
+}
+
+fn default_vocabulary() -> i64 {
+    128
+}
+
+fn default_classes() -> i64 {
+    2
+}
+
+impl ImportParams {
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            variant: self.variant,
+            vocab_size: self.vocabulary,
+            embedding_dim: self.embedding,
+            hidden_size: self.hidden,
+            num_layers: self.layers,
+            num_classes: self.classes,
+            readout: self.readout,
+            engine: self
+                .engine
+                .unwrap_or_else(|| CellEngine::fastest_on_cpu(self.variant)),
+            embedding_init: EmbeddingInit::default(),
+        }
+    }
+}
+
+impl Plugin for Import {
+    type Params = ImportParams;
+    const KIND: &'static str = "model.import";
+    const VERSION: u32 = 1;
+    const HEADLINE_METRICS: &'static [&'static str] = &["tensors", "parameters"];
+    const ABOUT: &'static str =
+        "Import a model trained elsewhere (safetensors or a PyTorch .pt/.pth state dict)";
+
+    fn inputs(&self) -> InputSpec {
+        InputSpec::Named(Vec::new())
+    }
+
+    fn outputs(&self, _: &ImportParams) -> Vec<OutputDecl> {
+        vec![
+            OutputDecl::new("model", "model.safetensors"),
+            OutputDecl::new("config", "config.json"),
+        ]
+    }
+
+    fn files(&self, params: &ImportParams) -> Vec<String> {
+        vec![params.file.clone()]
+    }
+
+    fn check(&self, p: &ImportParams) -> Result<(), (String, String)> {
+        let positive = [
+            ("layers", p.layers),
+            ("hidden", p.hidden),
+            ("embedding", p.embedding),
+            ("vocabulary", p.vocabulary),
+            ("classes", p.classes),
+        ];
+        for (name, value) in positive {
+            if value < 1 {
+                return Err((name.into(), format!("must be at least 1, got {value}")));
+            }
+        }
+        // Bad patterns fail at planning time, not after the run started.
+        NameRules::new(&p.rename, &p.drop).map_err(|e| ("rename".to_string(), e.to_string()))?;
+        Ok(())
+    }
+
+    fn run(&self, params: ImportParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
+        let _torch = nn::TorchThreads::acquire(1);
+        let rules = NameRules::new(&params.rename, &params.drop).map_err(StageError::failed)?;
+        let config = params.model_config();
+        let path = ctx.project_path(&params.file);
+        let model = import_model(&path, params.format, &rules, config.clone())
+            .map_err(StageError::failed)?;
+        model
+            .save(&ctx.output("model.safetensors"))
+            .map_err(StageError::failed)?;
+        let json = serde_json::to_vec_pretty(&config).map_err(StageError::failed)?;
+        std::fs::write(ctx.output("config.json"), json)
+            .map_err(|e| StageError::io("cannot write config.json", e))?;
+        let parameters: i64 = model
+            .named_parameters()
+            .iter()
+            .map(|(_, t)| t.numel() as i64)
+            .sum();
+        ctx.set_metrics(serde_json::json!({
+            "tensors": model.named_parameters().len() + model.named_masks().len(),
+            "parameters": parameters,
+        }));
+        Ok(())
+    }
+}
