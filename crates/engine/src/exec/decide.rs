@@ -61,8 +61,8 @@ pub const TIMINGS_INPUT: &str = "timings";
 
 /// For an instance that asked for its upstream timings ([`crate::stage::Plugin::timings`]) and
 /// did not bind a `timings` input itself: the CSV `stage,instance,seconds` of every instance
-/// upstream of it (transitively, in plan order), with each one's seconds from its record.
-/// Instances whose seconds are unknown are left out.
+/// upstream of it (transitively, in the order the file declares them), with each one's seconds
+/// from its record. Instances whose seconds are unknown are left out.
 pub fn timings_table(
     instance: &Instance,
     all: &[Instance],
