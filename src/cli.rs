@@ -1,7 +1,7 @@
 //! The command line: argument parsing (clap), the progress display and the printed summaries.
 //! `main.rs` only calls [`main`]. Exit codes: 0 success, 1 an instance failed or verification
 //! found damage, 2 a usage, pipeline-file or input error, 3 the cache or the system failed, 130
-//! interrupted.
+//! interrupted, 141 stdout closed early.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -222,6 +222,7 @@ pub fn main() -> i32 {
 /// [`main`] with the plugins of `registry`: how a crate outside this repository ships `pipe` with
 /// stages of its own (`crates/example-plugin`).
 pub fn main_with(registry: crate::Registry) -> i32 {
+    end_quietly_on_a_closed_stdout();
     // The engine has no libtorch: it asks this probe, and only when an instance needs a GPU.
     crate::exec::gpus::set_cuda_probe(crate::exec::gpus::CudaProbe {
         count: || tch::Cuda::device_count().max(0) as usize,
@@ -255,6 +256,26 @@ pub fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// `pipe status FILE | head`: once the reader is gone, `println!` panics. Like `ls`, `pipe` then
+/// ends quietly with 141 (128 + SIGPIPE). SIGPIPE itself stays ignored, because `pipe` writes to
+/// its watchdog's stdin and must see a failed write there as an error, not die of it.
+fn end_quietly_on_a_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // std's own wording (`print!` on an error); the os error names the broken pipe.
+        if message.starts_with("failed printing to stdout") && message.contains("os error 32") {
+            exit(EXIT_BROKEN_PIPE);
+        }
+        default_hook(info)
+    }));
+}
+
 /// Leaves `value` for the process's end to reclaim: a plan and an index of 100,000 instances
 /// take a quarter of a second to free, right before the process exits anyway.
 fn left_to_exit<T>(value: T) {
@@ -284,6 +305,7 @@ fn exit_code(err: &anyhow::Error) -> i32 {
 /// interrupted.
 const EXIT_USAGE: i32 = 2;
 const EXIT_SYSTEM: i32 = 3;
+const EXIT_BROKEN_PIPE: i32 = 141;
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {

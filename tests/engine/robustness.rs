@@ -221,3 +221,27 @@ fn gc_removes_only_unreachable_objects() {
     assert!(verify.status.success(), "{}", stdout(&verify));
     assert!(sandbox.run(TWO).ran().is_empty());
 }
+
+/// `pipe status FILE | head -1`: a reader that goes away ends `pipe` quietly (141, as a shell
+/// reports a process ended by SIGPIPE), not with a panic message.
+#[test]
+fn a_closed_stdout_ends_pipe_quietly() {
+    let sandbox = Sandbox::new();
+    let values: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    sandbox.write(&format!(
+        "stages:\n  gen:\n    uses: cmd\n    foreach:\n      i: [{}]\n    with:\n      run: 'true'\n",
+        values.join(", ")
+    ));
+    let mut child = sandbox
+        .cli_command(&["status", "pipeline.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The read end closes before `pipe` has started: its first line meets a broken pipe.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let said = stderr(&output);
+    assert!(!said.contains("panicked"), "{said}");
+    assert_eq!(output.status.code(), Some(141), "{said}");
+}
