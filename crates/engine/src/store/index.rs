@@ -140,13 +140,14 @@ impl Index {
         }
     }
 
+    /// Forgets one record. Latest keys naming it stay: they only spare `note_latest` a write of
+    /// the same key, which is still right, and `gc`/`verify` prune them with
+    /// [`Index::retain_records`]; a scan of every latest key here would make a `gc` that drops
+    /// many records quadratic.
     pub fn remove_record(&mut self, key: &str) {
         if self.file.records.remove(key).is_some() {
             self.dirty = true;
         }
-        let before = self.file.latest.len();
-        self.file.latest.retain(|_, k| k != key);
-        self.dirty |= self.file.latest.len() != before;
     }
 
     /// Drops every record (and latest key) whose key `keep` lacks.
