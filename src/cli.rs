@@ -15,7 +15,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::exec::{self, Event, Outcome, RunOptions, RunSummary, Status};
 use crate::plan::{render_dag, DagFormat, Plan};
 use crate::stage::{describe_params, InputSpec};
-use crate::store::{RunInstance, RunOutcome, RunRecord, Store};
+use crate::store::{RunHead, RunInstance, RunOutcome, RunRecord, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -222,6 +222,7 @@ pub fn main() -> i32 {
 /// [`main`] with the plugins of `registry`: how a crate outside this repository ships `pipe` with
 /// stages of its own (`crates/example-plugin`).
 pub fn main_with(registry: crate::Registry) -> i32 {
+    pipe_engine::phases::start();
     end_quietly_on_a_closed_stdout();
     // The engine has no libtorch: it asks this probe, and only when an instance needs a GPU.
     crate::exec::gpus::set_cuda_probe(crate::exec::gpus::CudaProbe {
@@ -334,7 +335,9 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             set,
         } => {
             let source = crate::spec::SourceFile::load(file)?.with_overrides(set)?;
+            pipe_engine::phases::mark("pipeline file read");
             let plan = Plan::from_source(registry, source)?;
+            pipe_engine::phases::mark("plan expanded");
             let store = open_store(&cli.cache)?;
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let mut history = RunRecord::start(file, arguments, *dry_run);
@@ -388,6 +391,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                 other => other?,
             };
             record_history(&store, &mut history, Some(run_instances(&summary)));
+            pipe_engine::phases::mark("run recorded");
             print_summary(&summary, &cli.artifacts);
             let code = if summary.success() { 0 } else { 1 };
             left_to_exit((plan, store, summary));
@@ -421,6 +425,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         } => {
             let store = open_store(&cli.cache)?;
             let (a, b) = pick_runs(&store, run_a.as_deref(), run_b.as_deref())?;
+            let (a, b) = (store.load_run(&a)?, store.load_run(&b)?);
             let diff = crate::compare::diff_runs(&store, &a, &b);
             print_diff(&diff, *format, *params, *metrics)?;
             Ok(0)
@@ -437,7 +442,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             let plan = Plan::load(registry, file)?;
             let store = open_store(&cli.cache)?;
             let path = file.canonicalize().unwrap_or_else(|_| file.clone());
-            let record = store
+            let head = store
                 .finished_runs()?
                 .into_iter()
                 .find(|r| match run {
@@ -450,23 +455,29 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                         file.display()
                     )
                 })?;
+            let record = store.load_run(&head)?;
             let tables = crate::experiments::tables(&plan, &store, &record, sort.as_deref());
             print_tables(&tables, *format)?;
             Ok(0)
         }
         Command::Why { instance, run } => {
             let store = open_store(&cli.cache)?;
-            let runs = store.finished_runs()?;
-            let position = match run {
-                Some(id) => runs.iter().position(|r| r.id.starts_with(id.as_str())),
-                None => runs
-                    .iter()
-                    .position(|r| r.instances.iter().any(|i| &i.name == instance)),
+            // Newest first, each record read only when the search gets to it.
+            let mut runs = store.finished_runs()?.into_iter().filter_map(|head| {
+                store
+                    .load_run(&head)
+                    .map_err(|e| tracing::warn!("skipping run {}: {e}", head.id))
+                    .ok()
+            });
+            let has = |r: &RunRecord| r.instances.iter().any(|i| &i.name == instance);
+            let chosen = match run {
+                Some(id) => runs.find(|r| r.id.starts_with(id.as_str())),
+                None => runs.find(|r| has(r)),
             }
             .ok_or_else(|| anyhow::anyhow!("no recorded run has `{instance}` (see `pipe runs`)"))?;
-            let older: Vec<&RunRecord> = runs[position + 1..].iter().collect();
-            println!("{instance} in run {}:", runs[position].id);
-            for line in crate::compare::why(&store, &runs[position], &older, instance) {
+            let previous = runs.find(|r| has(r));
+            println!("{instance} in run {}:", chosen.id);
+            for line in crate::compare::why(&store, &chosen, previous.as_ref(), instance) {
                 println!("  {line}");
             }
             Ok(0)
@@ -526,6 +537,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                     .filter(|(r, _)| !r.dry_run)
                     .take(*runs)
                 {
+                    let run = store.load_run(&run)?;
                     keys.extend(run.instances.into_iter().filter_map(|i| i.key));
                 }
                 Some(keys)
@@ -683,10 +695,10 @@ fn run_instances(summary: &RunSummary) -> Vec<RunInstance> {
 
 /// The two runs `pipe diff` compares: the given ids (or prefixes), else the last two (non-dry)
 /// runs of the pipeline file of the newest one.
-fn pick_runs(store: &Store, a: Option<&str>, b: Option<&str>) -> Result<(RunRecord, RunRecord)> {
+fn pick_runs(store: &Store, a: Option<&str>, b: Option<&str>) -> Result<(RunHead, RunHead)> {
     let runs = store.finished_runs()?;
-    let find = |id: &str| -> Result<RunRecord> {
-        let found: Vec<&RunRecord> = runs.iter().filter(|r| r.id.starts_with(id)).collect();
+    let find = |id: &str| -> Result<RunHead> {
+        let found: Vec<&RunHead> = runs.iter().filter(|r| r.id.starts_with(id)).collect();
         match found.as_slice() {
             [one] => Ok((*one).clone()),
             [] => anyhow::bail!("no finished run `{id}` (see `pipe runs`)"),

@@ -55,6 +55,8 @@ fn every_run_is_recorded_newest_first_and_a_killed_run_is_interrupted() {
     let record = std::fs::read_dir(sandbox.cache().join("runs"))
         .unwrap()
         .flatten()
+        // The record itself, not its head (`<id>.head.json`, the record without instances).
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".head.json"))
         .map(|e| std::fs::read_to_string(e.path()).unwrap())
         .find(|t| t.contains("other.yaml"))
         .unwrap();

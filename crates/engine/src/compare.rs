@@ -204,13 +204,18 @@ fn instance_change(
     change
 }
 
-/// Why `instance` ran or was reused in `run`, compared with the previous run (of `history`, the
-/// runs older than `run`, newest first) that had it.
-pub fn why(store: &Store, run: &RunRecord, history: &[&RunRecord], instance: &str) -> Vec<String> {
+/// Why `instance` ran or was reused in `run`, compared with `previous`, the newest older run
+/// that had it.
+pub fn why(
+    store: &Store,
+    run: &RunRecord,
+    previous: Option<&RunRecord>,
+    instance: &str,
+) -> Vec<String> {
     let Some(entry) = run.instances.iter().find(|i| i.name == instance) else {
         return vec![format!("`{instance}` is not in run {}", run.id)];
     };
-    let previous = history.iter().find_map(|r| {
+    let previous = previous.and_then(|r| {
         r.instances
             .iter()
             .find(|i| i.name == instance)

@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod compare;
 pub mod exec;
 pub mod experiments;
+pub mod phases;
 pub mod plan;
 pub mod spec;
 pub mod stage;

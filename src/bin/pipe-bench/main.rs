@@ -24,6 +24,10 @@ mod train;
 
 use anyhow::{anyhow, Result};
 
+// The allocator of `pipe` itself, since the scale section times this binary re-executed as `pipe`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     if std::env::var_os(scale::AS_PIPE).is_some() {
         pipe::cli::exit(pipe::cli::main_with(scale::registry()));

@@ -4,11 +4,11 @@
 //! same bytes leaves its dependents' keys unchanged: they stay cached (early cutoff) without any
 //! extra rule here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::plan::{InputBinding, Instance};
-use crate::store::{Cached, InputHash, KeyMaterial, OutputRecord, Store};
+use crate::store::{Cached, FileIdentity, InputHash, KeyMaterial, OutputRecord, Store};
 
 /// Why an instance runs. Shown by `pipe status` and in `-v` logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +148,7 @@ pub enum Lookup {
     Hit {
         outputs: BTreeMap<String, OutputRecord>,
         seconds: f64,
+        identities: HashMap<String, FileIdentity>,
     },
     Miss(Reason),
 }
@@ -160,7 +161,15 @@ pub fn lookup(store: &Store, instance: &Instance, material: &KeyMaterial, forced
         return Lookup::Miss(Reason::Forced);
     }
     match store.cached(&key) {
-        Ok(Some(Cached::Intact { outputs, seconds })) => Lookup::Hit { outputs, seconds },
+        Ok(Some(Cached::Intact {
+            outputs,
+            seconds,
+            identities,
+        })) => Lookup::Hit {
+            outputs,
+            seconds,
+            identities,
+        },
         Ok(Some(Cached::Damaged(damaged))) => {
             let names: Vec<String> = damaged.iter().map(|(name, _)| name.clone()).collect();
             tracing::warn!(

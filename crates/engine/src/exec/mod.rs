@@ -11,11 +11,15 @@
 mod decide;
 pub mod gpus;
 mod instance;
+mod schedule;
 pub mod slurm;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use schedule::Schedule;
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -173,16 +177,6 @@ pub enum ExecError {
     Gpu(#[from] gpus::GpuError),
 }
 
-#[derive(Clone)]
-enum State {
-    Pending,
-    /// A cache miss waiting for thread slots.
-    Queued,
-    Running,
-    Done(BTreeMap<String, OutputRecord>),
-    Failed,
-}
-
 /// The instances `only` selects (with their dependencies) and the set `force` names.
 pub fn selection(
     plan: &Plan,
@@ -241,6 +235,7 @@ pub fn run_with(
     let started = Instant::now();
     let (selected, forced) = selection(plan, &options.only, &options.force)?;
     let _lock = store.lock(|message| tracing::warn!("{message}"))?;
+    crate::phases::mark("cache locked");
     let schedule = Schedule {
         plan,
         store,
@@ -257,6 +252,7 @@ pub fn run_with(
                 );
             }
             let gpus = local_gpus(plan, store, &selected, &options.force)?;
+            crate::phases::mark("staging cleared");
             let outcomes = std::thread::scope(|scope| {
                 let mut backend = LocalBackend::new(scope, plan, options.jobs, gpus, observe);
                 schedule.drive(&mut backend, observe)
@@ -271,7 +267,9 @@ pub fn run_with(
             schedule.drive(&mut backend, observe)?
         }
     };
+    crate::phases::mark("instances decided and run");
     store.save_index()?;
+    crate::phases::mark("index saved");
 
     let reports = plan
         .order
@@ -434,192 +432,6 @@ impl<'env> Backend<'env> for LocalBackend<'_, 'env> {
     }
 }
 
-/// The executor-independent part of a run: which instance is ready, hit or miss, skipped.
-struct Schedule<'p> {
-    plan: &'p Plan,
-    store: &'p Store,
-    options: &'p RunOptions,
-    selected: &'p HashSet<usize>,
-    forced: &'p HashSet<usize>,
-}
-
-type Outcomes = Vec<Option<(Outcome, Option<String>)>>;
-
-impl<'p> Schedule<'p> {
-    fn drive(
-        &self,
-        backend: &mut dyn Backend<'p>,
-        observe: &(dyn Fn(Event<'_>) + Sync),
-    ) -> Result<Outcomes, ExecError> {
-        let (plan, store, options) = (self.plan, self.store, self.options);
-        let n = plan.instances.len();
-        let mut state = vec![State::Pending; n];
-        let mut outcomes: Outcomes = vec![None; n];
-        let mut ran_this_run = vec![false; n];
-        // Each finished instance's seconds, for instances that ask for their upstream timings.
-        let mut seconds: Vec<Option<f64>> = vec![None; n];
-        observe(Event::Planned {
-            total: self.selected.len(),
-        });
-        let mut queue: VecDeque<instance::Job<'p>> = VecDeque::new();
-        let mut claimed: std::collections::HashMap<crate::store::Key, usize> =
-            std::collections::HashMap::new();
-        loop {
-            // Start or resolve everything that is ready, in plan order.
-            let mut progressed = true;
-            while progressed {
-                progressed = false;
-                for &i in &plan.order {
-                    if !self.selected.contains(&i) || !matches!(state[i], State::Pending) {
-                        continue;
-                    }
-                    let instance = &plan.instances[i];
-                    if let Some(&bad) = instance
-                        .deps
-                        .iter()
-                        .find(|&&d| matches!(state[d], State::Failed))
-                    {
-                        state[i] = State::Failed;
-                        let outcome = Outcome::Skipped {
-                            because: format!("`{}` did not finish", plan.instances[bad].name),
-                        };
-                        observe(Event::Finished {
-                            instance: &instance.name,
-                            outcome: &outcome,
-                        });
-                        outcomes[i] = Some((outcome, None));
-                        progressed = true;
-                        continue;
-                    }
-                    if !instance
-                        .deps
-                        .iter()
-                        .all(|&d| matches!(state[d], State::Done(_)))
-                    {
-                        continue;
-                    }
-                    let upstream = |u: usize| match &state[u] {
-                        State::Done(outputs) => Some(outputs.clone()),
-                        _ => None,
-                    };
-                    let timings = timings_table(instance, &plan.instances, &|u| seconds[u]);
-                    let Some(material) =
-                        key_material(instance, &upstream, &plan.instances, timings.as_deref())
-                    else {
-                        continue;
-                    };
-                    let inputs: BTreeMap<usize, BTreeMap<String, OutputRecord>> = instance
-                        .deps
-                        .iter()
-                        .filter_map(|&d| upstream(d).map(|o| (d, o)))
-                        .collect();
-                    // Two instances with the same key (same plugin, params and inputs) would
-                    // share a staging directory: the second waits and then reuses the result.
-                    let key = material.key();
-                    if claimed.get(&key).is_some_and(|&j| {
-                        j != i && matches!(state[j], State::Queued | State::Running)
-                    }) {
-                        continue;
-                    }
-                    progressed = true;
-                    match lookup(store, instance, &material, self.forced.contains(&i)) {
-                        Lookup::Hit {
-                            outputs,
-                            seconds: took,
-                        } => {
-                            seconds[i] = Some(took);
-                            let artifact_dir = instance.artifact_dir();
-                            materialize(store, &options.artifacts, &artifact_dir, &outputs)?;
-                            let cutoff = instance.deps.iter().any(|&d| ran_this_run[d]);
-                            let hex = key.hex();
-                            store.note_latest(&artifact_dir, &hex)?;
-                            let outcome = Outcome::Cached { cutoff };
-                            observe(Event::Finished {
-                                instance: &instance.name,
-                                outcome: &outcome,
-                            });
-                            outcomes[i] = Some((outcome, Some(hex)));
-                            state[i] = State::Done(outputs);
-                        }
-                        Lookup::Miss(reason) => {
-                            state[i] = State::Queued;
-                            claimed.insert(key, i);
-                            queue.push_back(instance::Job {
-                                plan,
-                                store,
-                                index: i,
-                                key,
-                                material,
-                                reason,
-                                upstream: inputs,
-                                timings,
-                                gpus: Vec::new(),
-                                hide_gpus: false,
-                            });
-                        }
-                    }
-                }
-            }
-            for i in backend.start(&mut queue)? {
-                state[i] = State::Running;
-            }
-            if backend.in_flight() == 0 {
-                break;
-            }
-            for (i, result) in backend.wait()? {
-                let instance = &plan.instances[i];
-                match result {
-                    Ok(finished) => {
-                        materialize(
-                            store,
-                            &options.artifacts,
-                            &instance.artifact_dir(),
-                            &finished.record.outputs,
-                        )?;
-                        let outcome = Outcome::Ran {
-                            seconds: finished.record.seconds,
-                            reason: finished.reason,
-                        };
-                        observe(Event::Finished {
-                            instance: &instance.name,
-                            outcome: &outcome,
-                        });
-                        outcomes[i] = Some((outcome, Some(finished.record.key.clone())));
-                        ran_this_run[i] = true;
-                        seconds[i] = Some(finished.record.seconds);
-                        state[i] = State::Done(finished.record.outputs);
-                    }
-                    Err(failure) => {
-                        let outcome = Outcome::Failed {
-                            error: failure.message,
-                            log: failure.log,
-                        };
-                        observe(Event::Finished {
-                            instance: &instance.name,
-                            outcome: &outcome,
-                        });
-                        outcomes[i] = Some((outcome, Some(failure.key)));
-                        state[i] = State::Failed;
-                    }
-                }
-            }
-        }
-        Ok(outcomes)
-    }
-}
-
-fn materialize(
-    store: &Store,
-    artifacts: &Path,
-    dir: &str,
-    outputs: &BTreeMap<String, OutputRecord>,
-) -> Result<(), StoreError> {
-    for output in outputs.values() {
-        store.materialize(output, &artifacts.join(dir).join(&output.path))?;
-    }
-    Ok(())
-}
-
 /// One line of `pipe status`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Status {
@@ -664,71 +476,116 @@ pub fn status(
     force: &[String],
 ) -> Result<Vec<(usize, Status)>, ExecError> {
     let (_, forced) = selection(plan, &[], force)?;
-    let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
-    let mut seconds: Vec<Option<f64>> = vec![None; plan.instances.len()];
-    let mut out = Vec::new();
-    for &i in &plan.order {
-        let instance = &plan.instances[i];
-        let upstream = |u: usize| known[u].clone();
-        let timings = timings_table(instance, &plan.instances, &|u| seconds[u]);
-        let status = match key_material(instance, &upstream, &plan.instances, timings.as_deref()) {
-            None => Status::AfterUpstream(
-                instance
-                    .deps
-                    .iter()
-                    .filter(|&&d| known[d].is_none())
-                    .map(|&d| plan.instances[d].name.clone())
-                    .collect(),
-            ),
-            Some(material) => {
-                if forced.contains(&i) {
-                    Status::WillRun(Reason::Forced)
-                } else {
-                    match store.cached(&material.key()) {
-                        Ok(Some(crate::store::Cached::Intact {
-                            outputs,
-                            seconds: took,
-                        })) => {
-                            known[i] = Some(outputs);
-                            seconds[i] = Some(took);
-                            Status::UpToDate
-                        }
-                        Ok(Some(crate::store::Cached::Damaged(damaged))) => Status::WillRun(
-                            Reason::OutputDamaged(damaged.into_iter().map(|(n, _)| n).collect()),
-                        ),
-                        Ok(None) => {
-                            Status::WillRun(decide::why_new_key(store, instance, &material))
-                        }
-                        Err(e) => Status::WillRun(Reason::RecordDamaged(e.to_string())),
-                    }
-                }
-            }
+    let mut statuses = walk_cache(plan, |instance, material| {
+        let Some(material) = material else {
+            return (Status::AfterUpstream(Vec::new()), None);
         };
-        out.push((i, status));
+        if forced.contains(&instance.index) {
+            return (Status::WillRun(Reason::Forced), None);
+        }
+        match store.cached(&material.key()) {
+            Ok(Some(crate::store::Cached::Intact {
+                outputs, seconds, ..
+            })) => (Status::UpToDate, Some((outputs, seconds))),
+            Ok(Some(crate::store::Cached::Damaged(damaged))) => (
+                Status::WillRun(Reason::OutputDamaged(
+                    damaged.into_iter().map(|(n, _)| n).collect(),
+                )),
+                None,
+            ),
+            Ok(None) => (
+                Status::WillRun(decide::why_new_key(store, instance, material)),
+                None,
+            ),
+            Err(e) => (Status::WillRun(Reason::RecordDamaged(e.to_string())), None),
+        }
+    });
+    // Name the upstream instances whose outputs are not known.
+    let known: Vec<bool> = statuses.iter().map(|s| *s == Status::UpToDate).collect();
+    for (i, status) in statuses.iter_mut().enumerate() {
+        if let Status::AfterUpstream(names) = status {
+            *names = plan.instances[i]
+                .deps
+                .iter()
+                .filter(|&&d| !known[d])
+                .map(|&d| plan.instances[d].name.clone())
+                .collect();
+        }
     }
-    Ok(out)
+    let mut statuses: Vec<Option<Status>> = statuses.into_iter().map(Some).collect();
+    Ok(plan
+        .order
+        .iter()
+        .filter_map(|&i| statuses[i].take().map(|s| (i, s)))
+        .collect())
 }
 
 /// The keys the plan's instances have now, for those whose inputs are all in the cache (what
 /// `pipe gc --keep FILE` keeps). Reads the cache only.
 pub fn current_keys(plan: &Plan, store: &Store) -> Vec<String> {
-    let mut known: Vec<Option<BTreeMap<String, OutputRecord>>> = vec![None; plan.instances.len()];
-    let mut seconds: Vec<Option<f64>> = vec![None; plan.instances.len()];
-    let mut keys = Vec::new();
-    for &i in &plan.order {
-        let instance = &plan.instances[i];
-        let upstream = |u: usize| known[u].clone();
-        let timings = timings_table(instance, &plan.instances, &|u| seconds[u]);
-        let Some(material) = key_material(instance, &upstream, &plan.instances, timings.as_deref())
-        else {
-            continue;
+    let mut keys = walk_cache(plan, |_, material| {
+        let Some(key) = material.map(|m| m.key()) else {
+            return (None, None);
         };
-        let key = material.key();
-        if let Ok(Some(record)) = store.indexed_record(&key) {
-            keys.push(key.hex());
-            known[i] = Some(record.outputs);
-            seconds[i] = Some(record.seconds);
+        match store.indexed_record(&key) {
+            Ok(Some(record)) => (Some(key.hex()), Some((record.outputs, record.seconds))),
+            _ => (None, None),
+        }
+    });
+    plan.order.iter().filter_map(|&i| keys[i].take()).collect()
+}
+
+/// What a cached instance contributes to its dependents' keys: its outputs and its seconds.
+type Known = (BTreeMap<String, OutputRecord>, f64);
+
+/// Visits every instance with its key material as the cache alone gives it (`None` where an
+/// upstream instance's outputs are unknown), dependencies first, each level of the DAG in
+/// parallel. A visit returns its result and, for a cached instance, what it contributes to its
+/// dependents' keys; the results come back by instance index.
+fn walk_cache<T: Send>(
+    plan: &Plan,
+    visit: impl Fn(&crate::plan::Instance, Option<&crate::store::KeyMaterial>) -> (T, Option<Known>)
+        + Sync,
+) -> Vec<T> {
+    let n = plan.instances.len();
+    let mut level = vec![0usize; n];
+    for &i in &plan.order {
+        level[i] = plan.instances[i]
+            .deps
+            .iter()
+            .map(|&d| level[d] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let mut levels: Vec<Vec<usize>> = Vec::new();
+    for &i in &plan.order {
+        if levels.len() <= level[i] {
+            levels.resize_with(level[i] + 1, Vec::new);
+        }
+        levels[level[i]].push(i);
+    }
+    let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    let mut known: Vec<Option<Known>> = vec![None; n];
+    for members in levels {
+        let visited: Vec<(T, Option<Known>)> = {
+            let known = |u: usize| known[u].as_ref();
+            members
+                .par_iter()
+                .map(|&i| {
+                    let instance = &plan.instances[i];
+                    let upstream = |u: usize| known(u).map(|(outputs, _)| outputs.clone());
+                    let timings =
+                        timings_table(instance, &plan.instances, &|u| known(u).map(|k| k.1));
+                    let material =
+                        key_material(instance, &upstream, &plan.instances, timings.as_deref());
+                    visit(instance, material.as_ref())
+                })
+                .collect()
+        };
+        for (i, (result, outputs)) in members.into_iter().zip(visited) {
+            results[i] = Some(result);
+            known[i] = outputs;
         }
     }
-    keys
+    results.into_iter().flatten().collect()
 }

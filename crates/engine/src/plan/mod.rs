@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use petgraph::graph::{DiGraph, NodeIndex};
+use rayon::prelude::*;
 use serde_yaml::Value;
 
 use crate::spec::{self, Diagnostic, Scope, SourceFile, SpecErrors};
@@ -174,6 +175,12 @@ struct Builder<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
+/// Why one combination's parameters did not resolve.
+enum Unresolved {
+    Interpolation(spec::InterpolationError),
+    Params(Vec<ParamError>),
+}
+
 /// A stage's expanded instances, before inputs are wired.
 struct Expanded {
     stage: String,
@@ -226,33 +233,50 @@ impl Builder<'_> {
                 continue;
             };
             let schema = plugin.params_schema();
+            // A matrix over `seed` gives each instance its own seed (repeats of one
+            // experiment); otherwise the stage's seed, else the pipeline's.
+            let seeds: Vec<Option<u64>> = combinations
+                .iter()
+                .map(|matrix| match matrix.get("seed") {
+                    None => Some(stage.seed.unwrap_or(spec.seed)),
+                    Some(value) => value.as_u64(),
+                })
+                .collect();
+            // Interpolating and checking the parameters is most of an expansion's time and
+            // changes nothing shared: done for every combination in parallel, used in order.
+            let prepared: Vec<_> = combinations
+                .par_iter()
+                .zip(&seeds)
+                .map(|(matrix, seed)| {
+                    let scope = Scope {
+                        vars: &spec.vars,
+                        matrix,
+                        seed: (*seed)?,
+                    };
+                    let resolved = spec::interpolate(&Value::Mapping(stage.with.clone()), &scope)
+                        .map_err(Unresolved::Interpolation)
+                        .and_then(|with| {
+                            plugin.resolve(&with, &schema).map_err(Unresolved::Params)
+                        });
+                    Some(resolved)
+                })
+                .collect();
             let mut indices = Vec::new();
             let mut labels: HashMap<String, String> = HashMap::new();
-            for matrix in combinations {
-                // A matrix over `seed` gives each instance its own seed (repeats of one
-                // experiment); otherwise the stage's seed, else the pipeline's.
-                let seed = match matrix.get("seed") {
-                    None => stage.seed.unwrap_or(spec.seed),
-                    Some(value) => match value.as_u64() {
-                        Some(seed) => seed,
-                        None => {
-                            self.diagnostics.push(self.source.at_value(
-                                &format!("stages.{stage_name}.foreach.seed"),
-                                format!(
-                                    "`foreach.seed` of stage `{stage_name}` must list whole \
-                                     numbers ≥ 0, got {}",
-                                    serde_yaml::to_string(value).unwrap_or_default().trim()
-                                ),
-                                Some("write e.g. `foreach: {seed: [0, 1, 2, 3, 4]}`".into()),
-                            ));
-                            continue;
-                        }
-                    },
-                };
-                let scope = Scope {
-                    vars: &spec.vars,
-                    matrix: &matrix,
-                    seed,
+            for ((matrix, seed), prepared) in combinations.into_iter().zip(seeds).zip(prepared) {
+                let (Some(seed), Some(resolved)) = (seed, prepared) else {
+                    self.diagnostics.push(self.source.at_value(
+                        &format!("stages.{stage_name}.foreach.seed"),
+                        format!(
+                            "`foreach.seed` of stage `{stage_name}` must list whole numbers ≥ 0, \
+                             got {}",
+                            serde_yaml::to_string(&matrix.get("seed"))
+                                .unwrap_or_default()
+                                .trim()
+                        ),
+                        Some("write e.g. `foreach: {seed: [0, 1, 2, 3, 4]}`".into()),
+                    ));
+                    continue;
                 };
                 let label = (!matrix.is_empty()).then(|| matrix_label(&matrix));
                 let name = if matrix.is_empty() {
@@ -294,9 +318,9 @@ impl Builder<'_> {
                         continue;
                     }
                 }
-                let with = match spec::interpolate(&Value::Mapping(stage.with.clone()), &scope) {
-                    Ok(w) => w,
-                    Err(e) => {
+                let resolved = match resolved {
+                    Ok(r) => r,
+                    Err(Unresolved::Interpolation(e)) => {
                         self.diagnostics.push(self.source.at_value(
                             &format!("{base}.with.{}", e.path),
                             format!("stage `{stage_name}`: {}", e.message),
@@ -304,10 +328,7 @@ impl Builder<'_> {
                         ));
                         continue;
                     }
-                };
-                let resolved = match plugin.resolve(&with, &schema) {
-                    Ok(r) => r,
-                    Err(errors) => {
+                    Err(Unresolved::Params(errors)) => {
                         for error in errors {
                             self.param_diagnostic(stage_name, plugin.kind(), &name, error);
                         }

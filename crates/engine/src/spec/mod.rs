@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-pub use interpolate::{interpolate, scalar_text, substitute, Scope};
+pub use interpolate::{interpolate, scalar_text, substitute, InterpolationError, Scope};
 pub use location::{DuplicateKey, LocationIndex, Pos};
 pub use resources::{check_cluster_settings, Resources, SlurmSettings};
 

@@ -57,7 +57,15 @@ impl Stamp {
             .unwrap_or(0);
         self.0[5] + SETTLE_SECONDS <= now
     }
+
+    /// The file's device and inode: what a hard link to it shares.
+    pub fn identity(&self) -> FileIdentity {
+        (self.0[0], self.0[1])
+    }
 }
+
+/// A file's (device, inode).
+pub type FileIdentity = (u64, u64);
 
 /// The part of a record a cache hit needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,6 +218,9 @@ pub enum Cached {
         outputs: BTreeMap<String, OutputRecord>,
         /// The producing run's seconds, from the record.
         seconds: f64,
+        /// The identity of each file output's object as just verified, so that placing the
+        /// artifact need not look at the object again.
+        identities: HashMap<String, FileIdentity>,
     },
     /// The outputs with missing or corrupt objects, and those objects.
     Damaged(Vec<(String, Vec<String>)>),
@@ -295,15 +306,22 @@ impl Store {
             return Ok(None);
         };
         let mut damaged = Vec::new();
+        let mut identities = HashMap::new();
         for (name, output) in &entry.outputs {
-            let bad: Vec<String> = match entry.objects(name, output) {
-                Some(objects) => objects
-                    .iter()
-                    .filter(|(hash, size)| !self.object_verified(hash, *size))
-                    .map(|(hash, _)| hash.clone())
-                    .collect(),
-                None => vec![output.hash.clone()],
+            let Some(objects) = entry.objects(name, output) else {
+                damaged.push((name.clone(), vec![output.hash.clone()]));
+                continue;
             };
+            let mut bad = Vec::new();
+            for (hash, size) in objects {
+                match self.object_verified(&hash, size) {
+                    Some(stamp) if output.kind == OutputKind::File => {
+                        identities.insert(hash, stamp.identity());
+                    }
+                    Some(_) => {}
+                    None => bad.push(hash),
+                }
+            }
             if !bad.is_empty() {
                 damaged.push((name.clone(), bad));
             }
@@ -312,6 +330,7 @@ impl Store {
             Cached::Intact {
                 outputs: entry.outputs,
                 seconds: entry.seconds,
+                identities,
             }
         } else {
             Cached::Damaged(damaged)
@@ -325,17 +344,16 @@ impl Store {
 
     /// Whether the object exists with this size and hashes to its name; a stamp the index
     /// verified before stands in for the hash.
-    fn object_verified(&self, hash: &str, size: Option<u64>) -> bool {
+    /// The object's stamp if it is intact.
+    fn object_verified(&self, hash: &str, size: Option<u64>) -> Option<Stamp> {
         let path = self.object_path(hash);
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return false;
-        };
+        let meta = std::fs::metadata(&path).ok()?;
         if size.is_some_and(|s| s != meta.len()) || !meta.is_file() {
-            return false;
+            return None;
         }
         let stamp = Stamp::of(&meta);
         if self.with_index(|index| index.verified(hash, &stamp)) {
-            return true;
+            return Some(stamp);
         }
         // The stamp is taken before hashing: a write during the hash changes it, so the object
         // is hashed again next time.
@@ -343,7 +361,7 @@ impl Store {
         if intact && stamp.settled() {
             self.with_index(|index| index.note_verified(hash, stamp));
         }
-        intact
+        intact.then_some(stamp)
     }
 }
 

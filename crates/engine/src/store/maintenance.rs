@@ -213,6 +213,7 @@ impl Store {
                 removed += 1;
             }
         }
+        shrink_if_empty(&staging)?;
         Ok(removed)
     }
 
@@ -306,4 +307,15 @@ fn remove_temporaries(dir: &Path) -> usize {
         }
     }
     removed
+}
+
+/// Replaces an empty directory that grew large by a fresh one. A directory keeps the size its
+/// most entries needed (ext4 never shrinks one), and listing it reads all of it: after a run of
+/// 100,000 instances the empty `staging/` took 0.3 s to list at every later run.
+fn shrink_if_empty(dir: &Path) -> Result<()> {
+    const LARGE: u64 = 1 << 16;
+    if fs::metadata(dir).is_ok_and(|m| m.len() > LARGE) && fs::remove_dir(dir).is_ok() {
+        fs::create_dir(dir).map_err(io_err("cannot create", dir))?;
+    }
+    Ok(())
 }

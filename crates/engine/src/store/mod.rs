@@ -32,11 +32,11 @@ use serde::{Deserialize, Serialize};
 
 pub use canonical::canonical_json;
 pub use hashing::{hash_file, hash_file_parallel};
-pub use index::{Cached, IndexedRecord};
+pub use index::{Cached, FileIdentity, IndexedRecord};
 pub use key::{InputHash, Key, KeyMaterial};
 pub use lock::{CacheLock, KeyLock};
 pub use maintenance::{GcReport, RecordScan, VerifyProblem, VerifyReport};
-pub use runs::{RunInstance, RunOutcome, RunRecord, RunState};
+pub use runs::{RunHead, RunInstance, RunOutcome, RunRecord, RunState};
 
 /// Errors of the cache itself (I/O, corrupt records).
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,13 @@
 //! Run history: one record per `pipe run` (and `--dry-run`, marked as such) in
 //! `cache/runs/<id>.json`, written atomically when the run starts and again when it ends. A
 //! record without an end whose process no longer holds the cache lock was interrupted.
+//!
+//! Beside each record, `<id>.head.json` holds everything but the instance list, with its outcome
+//! counts: at 100,000 instances a record is 16 MB, and listing runs or picking two to compare
+//! reads the heads only. A record without a head (an older cache, a crash between the two
+//! writes) is read whole.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -9,8 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_err, read_json, write_json_atomic, Result, Store};
 
+/// How a run's head file is named after its id.
+const HEAD_SUFFIX: &str = ".head.json";
+
 /// What happened to one instance in a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     Ran,
@@ -49,6 +58,29 @@ pub struct RunRecord {
     pub arguments: Vec<String>,
     pub dry_run: bool,
     pub instances: Vec<RunInstance>,
+}
+
+/// A run record without its instances: what listing and picking runs need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunHead {
+    pub id: String,
+    pub started_at: u64,
+    pub ended_at: Option<u64>,
+    pub user: String,
+    pub host: String,
+    pub pid: u32,
+    pub pipeline: PathBuf,
+    pub pipeline_hash: String,
+    pub arguments: Vec<String>,
+    pub dry_run: bool,
+    /// How many instances had each outcome.
+    pub counts: BTreeMap<RunOutcome, usize>,
+}
+
+impl RunHead {
+    pub fn count(&self, outcome: RunOutcome) -> usize {
+        self.counts.get(&outcome).copied().unwrap_or(0)
+    }
 }
 
 /// How a run ended, as `pipe runs` shows it.
@@ -110,6 +142,26 @@ impl RunRecord {
             .filter(|i| i.outcome == outcome)
             .count()
     }
+
+    pub fn head(&self) -> RunHead {
+        let mut counts = BTreeMap::new();
+        for instance in &self.instances {
+            *counts.entry(instance.outcome).or_insert(0) += 1;
+        }
+        RunHead {
+            id: self.id.clone(),
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            user: self.user.clone(),
+            host: self.host.clone(),
+            pid: self.pid,
+            pipeline: self.pipeline.clone(),
+            pipeline_hash: self.pipeline_hash.clone(),
+            arguments: self.arguments.clone(),
+            dry_run: self.dry_run,
+            counts,
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -124,21 +176,32 @@ impl Store {
         self.root().join("runs").join(format!("{id}.json"))
     }
 
-    /// Writes the record of a run that is starting (or updates it).
-    pub fn save_run(&self, record: &RunRecord) -> Result<()> {
-        write_json_atomic(&self.run_path(&record.id), record)
+    fn run_head_path(&self, id: &str) -> PathBuf {
+        self.root().join("runs").join(format!("{id}{HEAD_SUFFIX}"))
     }
 
-    /// Marks the run ended now, with its instances, and writes it.
+    /// Writes the record, then its head (so a head never claims an end its record lacks).
+    pub fn save_run(&self, record: &RunRecord) -> Result<()> {
+        write_json_atomic(&self.run_path(&record.id), record)?;
+        write_json_atomic(&self.run_head_path(&record.id), &record.head())
+    }
+
     pub fn finish_run(&self, record: &mut RunRecord, instances: Vec<RunInstance>) -> Result<()> {
         record.instances = instances;
         record.ended_at = Some(unix_now());
         self.save_run(record)
     }
 
-    /// The runs that ran (not dry runs) and ended, newest first: what `diff`, `why` and
-    /// `exp show` compare.
-    pub fn finished_runs(&self) -> Result<Vec<RunRecord>> {
+    /// The whole record of a listed run.
+    pub fn load_run(&self, head: &RunHead) -> Result<RunRecord> {
+        let path = self.run_path(&head.id);
+        read_json::<RunRecord>(&path)?.ok_or_else(|| {
+            io_err("cannot read run record", &path)(std::io::ErrorKind::NotFound.into())
+        })
+    }
+
+    /// Finished runs (not dry runs), newest first.
+    pub fn finished_runs(&self) -> Result<Vec<RunHead>> {
         Ok(self
             .runs()?
             .into_iter()
@@ -147,8 +210,8 @@ impl Store {
             .collect())
     }
 
-    /// Every run, newest first, with how it ended; unreadable records are skipped.
-    pub fn runs(&self) -> Result<Vec<(RunRecord, RunState)>> {
+    /// Every run, newest first, with its state.
+    pub fn runs(&self) -> Result<Vec<(RunHead, RunState)>> {
         let dir = self.root().join("runs");
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -158,31 +221,94 @@ impl Store {
         let holder = self.lock_holder();
         let mut runs = Vec::new();
         for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let Ok(Some(record)) = read_json::<RunRecord>(&path) else {
-                tracing::warn!("skipping unreadable run record {}", path.display());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
-            let state = match record.ended_at {
-                Some(_)
-                    if record
-                        .instances
-                        .iter()
-                        .any(|i| matches!(i.outcome, RunOutcome::Failed | RunOutcome::Skipped)) =>
-                {
+            if id.ends_with(".head") || crate::atomic::is_temporary_name(&name) {
+                continue;
+            }
+            let Some(head) = self.read_head(id) else {
+                tracing::warn!("skipping unreadable run record {}", entry.path().display());
+                continue;
+            };
+            let state = match head.ended_at {
+                Some(_) if head.count(RunOutcome::Failed) + head.count(RunOutcome::Skipped) > 0 => {
                     RunState::Failed
                 }
                 Some(_) => RunState::Succeeded,
-                None if record.dry_run => RunState::Interrupted,
-                None if holder == Some(record.pid) => RunState::Running,
+                None if head.dry_run => RunState::Interrupted,
+                None if holder == Some(head.pid) => RunState::Running,
                 None => RunState::Interrupted,
             };
-            runs.push((record, state));
+            runs.push((head, state));
         }
         runs.sort_by(|a, b| b.0.id.cmp(&a.0.id));
         Ok(runs)
+    }
+
+    /// The head of run `id`: its head file when that tells the run ended, else (no head yet, or
+    /// the run may have ended since its head was written) the record itself.
+    fn read_head(&self, id: &str) -> Option<RunHead> {
+        if let Ok(Some(head)) = read_json::<RunHead>(&self.run_head_path(id)) {
+            if head.ended_at.is_some() && head.id == id {
+                return Some(head);
+            }
+        }
+        read_json::<RunRecord>(&self.run_path(id))
+            .ok()
+            .flatten()
+            .map(|r| r.head())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(name: &str, outcome: RunOutcome) -> RunInstance {
+        RunInstance {
+            name: name.into(),
+            key: Some(format!("key-{name}")),
+            outcome,
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn runs_are_listed_from_their_heads_and_a_record_without_one_from_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let pipeline = dir.path().join("p.yaml");
+        fs::write(&pipeline, "stages: {}\n").unwrap();
+        let mut run = RunRecord::start(&pipeline, vec!["run".into()], false);
+        store.save_run(&run).unwrap();
+        let instances = vec![
+            instance("a", RunOutcome::Ran),
+            instance("b", RunOutcome::Cached),
+            instance("c", RunOutcome::Cached),
+        ];
+        store.finish_run(&mut run, instances).unwrap();
+
+        // Listing reads the head alone: an unreadable record does not hide its run from the
+        // list, while reading the record itself fails.
+        let record = fs::read(store.run_path(&run.id)).unwrap();
+        fs::write(store.run_path(&run.id), b"not json").unwrap();
+        let runs = store.runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        let (head, state) = &runs[0];
+        assert_eq!(
+            (head.count(RunOutcome::Ran), head.count(RunOutcome::Cached)),
+            (1, 2)
+        );
+        assert_eq!(*state, RunState::Succeeded);
+        assert!(store.load_run(head).is_err());
+
+        // A record without a head (an older cache) is listed from the record.
+        fs::write(store.run_path(&run.id), record).unwrap();
+        fs::remove_file(store.run_head_path(&run.id)).unwrap();
+        let runs = store.runs().unwrap();
+        assert_eq!(runs[0].0, run.head());
+        assert_eq!(store.load_run(&runs[0].0).unwrap(), run);
     }
 }
