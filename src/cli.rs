@@ -336,9 +336,8 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         } => {
             let source = crate::spec::SourceFile::load(file)?.with_overrides(set)?;
             pipe_engine::phases::mark("pipeline file read");
-            let plan = Plan::from_source(registry, source)?;
-            pipe_engine::phases::mark("plan expanded");
-            let store = open_store(&cli.cache)?;
+            let (plan, store) = plan_and_store(registry, source, &cli.cache)?;
+            pipe_engine::phases::mark("plan expanded, cache opened");
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let mut history = RunRecord::start(file, arguments, *dry_run);
             if *dry_run {
@@ -405,8 +404,8 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             }
         },
         Command::Status { file, force } => {
-            let plan = Plan::load(registry, file)?;
-            let store = open_store(&cli.cache)?;
+            let source = crate::spec::SourceFile::load(file)?;
+            let (plan, store) = plan_and_store(registry, source, &cli.cache)?;
             print_status(&plan, &store, force)?;
             left_to_exit((plan, store));
             Ok(0)
@@ -637,6 +636,28 @@ fn choose_executor(plan: &Plan, arg: Option<ExecutorArg>) -> Result<exec::Execut
 
 fn open_store(path: &Path) -> Result<Store> {
     Store::open(path).with_context(|| format!("cannot open the cache at {}", path.display()))
+}
+
+/// Plans `source` and opens the cache at `cache`. A cache that has an index gets it read while
+/// the plan is made: at 100,000 instances each takes about a third of a second. A pipeline error
+/// is reported first, as when planning alone.
+fn plan_and_store(
+    registry: &crate::Registry,
+    source: crate::spec::SourceFile,
+    cache: &Path,
+) -> Result<(Plan, Store)> {
+    if !cache.join("index.json").is_file() {
+        let plan = Plan::from_source(registry, source)?;
+        return Ok((plan, open_store(cache)?));
+    }
+    std::thread::scope(|scope| {
+        let opening = scope.spawn(|| open_store(cache).inspect(Store::load_index));
+        let plan = Plan::from_source(registry, source);
+        let store = opening
+            .join()
+            .map_err(|_| anyhow::anyhow!("opening the cache at {} failed", cache.display()))?;
+        Ok((plan?, store?))
+    })
 }
 
 fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<Vec<(usize, Status)>> {

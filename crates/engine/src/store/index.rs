@@ -239,6 +239,11 @@ impl Store {
     /// Writes the index if it changed. Only a coordinator holding the cache lock calls this, so
     /// two writers never race; a process that dies first only leaves the index behind the
     /// records, which costs reads, never a wrong reuse.
+    /// Reads the index now rather than at its first use (so that it can overlap other work).
+    pub fn load_index(&self) {
+        self.with_index(|_| ());
+    }
+
     pub fn save_index(&self) -> Result<()> {
         match self.with_index(Index::encode_if_changed) {
             Some(bytes) => write_atomic(&self.root.join(INDEX_FILE), &bytes),

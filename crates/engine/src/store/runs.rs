@@ -255,10 +255,16 @@ impl Store {
                 return Some(head);
             }
         }
-        read_json::<RunRecord>(&self.run_path(id))
+        let head = read_json::<RunRecord>(&self.run_path(id))
             .ok()
-            .flatten()
-            .map(|r| r.head())
+            .flatten()?
+            .head();
+        if head.ended_at.is_some() {
+            // A record written before heads existed: its head spares the next listing the
+            // whole read (best effort: a read-only cache stays as it is).
+            let _ = write_json_atomic(&self.run_head_path(id), &head);
+        }
+        Some(head)
     }
 }
 
@@ -304,11 +310,13 @@ mod tests {
         assert_eq!(*state, RunState::Succeeded);
         assert!(store.load_run(head).is_err());
 
-        // A record without a head (an older cache) is listed from the record.
+        // A record without a head (an older cache) is listed from the record, and gets its head.
         fs::write(store.run_path(&run.id), record).unwrap();
         fs::remove_file(store.run_head_path(&run.id)).unwrap();
         let runs = store.runs().unwrap();
         assert_eq!(runs[0].0, run.head());
         assert_eq!(store.load_run(&runs[0].0).unwrap(), run);
+        let written: RunHead = read_json(&store.run_head_path(&run.id)).unwrap().unwrap();
+        assert_eq!(written, run.head());
     }
 }
