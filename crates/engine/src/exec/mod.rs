@@ -1,10 +1,10 @@
 //! The local executor: walks the plan, reuses cached instances, runs the rest in parallel under a
 //! thread budget and the GPUs it has ([`gpus`]), and records results atomically.
 //!
-//! Scheduling (which instance is ready, which are skipped) stays on the calling thread
-//! ([`Schedule`]); a backend runs the misses: each on a scoped worker thread reporting back over
-//! a channel (local), or as SLURM jobs running `pipe exec <key>` over a shared cache
-//! ([`slurm`], [`worker`]). A failed instance
+//! Scheduling (which instance is ready, which are skipped) is `schedule`'s: it decides ready
+//! instances in parallel batches and applies the decisions on the calling thread. A backend runs
+//! the misses: each on a scoped worker thread reporting back over a channel (local), or as SLURM
+//! jobs running `pipe exec <key>` over a shared cache ([`slurm`], [`worker`]). A failed instance
 //! skips only its dependents. A killed process leaves only staging directories (removed on the
 //! next run) and checkpoints (used to resume).
 
@@ -16,12 +16,12 @@ pub mod slurm;
 pub mod worker;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-
-use rayon::prelude::*;
-use schedule::Schedule;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
+
+use rayon::prelude::*;
+use schedule::Schedule;
 
 use crate::plan::Plan;
 use crate::store::{OutputRecord, Store, StoreError};
