@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::compare::at;
@@ -51,8 +52,9 @@ pub fn tables(plan: &Plan, store: &Store, run: &RunRecord, sort: Option<&str>) -
     let mut out = Vec::new();
     for stage in plan.stage_names() {
         let instances: Vec<_> = plan.instances.iter().filter(|i| i.stage == stage).collect();
+        // One file read and parse per instance: in parallel.
         let records: Vec<(_, Option<Record>)> = instances
-            .iter()
+            .par_iter()
             .filter(|i| keys.contains_key(i.name.as_str()))
             .map(|i| {
                 (
