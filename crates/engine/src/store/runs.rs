@@ -2,10 +2,10 @@
 //! `cache/runs/<id>.json`, written atomically when the run starts and again when it ends. A
 //! record without an end whose process no longer holds the cache lock was interrupted.
 //!
-//! Beside each record, `<id>.head.json` holds everything but the instance list, with its outcome
-//! counts: at 100,000 instances a record is 16 MB, and listing runs or picking two to compare
-//! reads the heads only. A record without a head (an older cache, a crash between the two
-//! writes) is read whole.
+//! Beside each ended run's record, `<id>.head.json` holds everything but the instance list, with
+//! its outcome counts: at 100,000 instances a record is 16 MB, and listing runs or picking two to
+//! compare reads the heads only. A record without a head (a run still going or killed, an older
+//! cache, a crash between the two writes) is read whole.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -180,9 +180,14 @@ impl Store {
         self.root().join("runs").join(format!("{id}{HEAD_SUFFIX}"))
     }
 
-    /// Writes the record, then its head (so a head never claims an end its record lacks).
+    /// Writes the record and, once the run has ended, its head: after the record, so a head
+    /// never claims an end its record lacks. A head without an end would never be trusted
+    /// ([`Store::read_head`]), so a starting run writes none.
     pub fn save_run(&self, record: &RunRecord) -> Result<()> {
         write_json_atomic(&self.run_path(&record.id), record)?;
+        if record.ended_at.is_none() {
+            return Ok(());
+        }
         write_json_atomic(&self.run_head_path(&record.id), &record.head())
     }
 
