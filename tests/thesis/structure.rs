@@ -4,13 +4,16 @@
 
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{Graph, GraphFamily};
-use pipe::nn::native::{NativeBatch, NativeNetwork};
+use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
 use pipe::nn::random::{
     clip_grad_norm_per_network, per_network_cross_entropy, NetworkGroup, NetworkStructure,
     RandomNetwork,
 };
 use pipe::nn::{clip_grad_norm, cross_entropy, make_batch, Adam, AdamConfig, Example, Readout};
-use pipe::nn::{Batch, Variant};
+use pipe::nn::{
+    magnitude_masks, pruned_copy, Batch, ModelConfig, PruneTarget, RecurrentModel,
+    ThresholdScope, Variant,
+};
 use tch::{Kind, Tensor};
 
 use crate::common::{run_and_kill_at_checkpoint, stdout, Sandbox};
@@ -426,4 +429,92 @@ fn native_training_follows_the_reference() {
             );
         }
     }
+}
+
+/// Trains `network` three steps on `isa` and returns the bits of its parameters and last logits.
+fn bits_after_training(mut network: NativeNetwork, isa: Isa, data: &[Example]) -> Vec<u32> {
+    network.set_isa(isa).unwrap();
+    let config = AdamConfig {
+        lr: 0.01,
+        ..AdamConfig::default()
+    };
+    for step in 0..3 {
+        network.train_batch(
+            &native_batch(data, step * 40..(step + 1) * 40),
+            Some(1.0),
+            &config,
+        );
+    }
+    let logits = network.forward(&native_batch(data, 120..170)).to_vec();
+    network
+        .parameters()
+        .iter()
+        .chain(&logits)
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// Every instruction-set build of the native kernels (AVX-512, AVX2+FMA, portable) gives the
+/// same bits, for the sparse kernels of random networks and the dense ones of the stacked
+/// (pruned) model, so a result does not depend on the machine it ran on.
+#[test]
+fn every_isa_path_is_bit_identical_to_the_portable_one() {
+    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let supported = Isa::supported();
+    // Visible in the test log: which paths this CPU let the test compare.
+    eprintln!(
+        "comparing the native kernels' paths {:?} against portable",
+        supported
+    );
+    if supported == [Isa::Portable] {
+        eprintln!("skipped: this CPU runs only the portable path, nothing to compare");
+        return;
+    }
+    let data = examples(200);
+    for variant in Variant::ALL {
+        let mut candidates: Vec<(String, Box<dyn Fn() -> NativeNetwork>)> = Vec::new();
+        for (k, network) in networks(variant, Readout::TrueLength).into_iter().enumerate() {
+            candidates.push((
+                format!("random network {k}"),
+                Box::new(move || {
+                    NativeNetwork::from_reference(&network, Readout::TrueLength).unwrap()
+                }),
+            ));
+        }
+        // The stacked model with a hidden width that is not a multiple of the kernels' blocks
+        // (rows of 4, lanes of 16 and 32), pruned so its masks are mixed.
+        let config = ModelConfig {
+            hidden_size: 21,
+            embedding_dim: 13,
+            num_layers: 2,
+            ..ModelConfig::thesis(variant)
+        };
+        let base = RecurrentModel::new(config, 3).unwrap();
+        let masks =
+            magnitude_masks(&base, PruneTarget::Both, ThresholdScope::Global, 40.0).unwrap();
+        let model = pruned_copy(&base, &masks).unwrap();
+        candidates.push((
+            "pruned stacked model".into(),
+            Box::new(move || NativeNetwork::from_model(&model).unwrap()),
+        ));
+        for (name, build) in &candidates {
+            let portable = bits_after_training(build(), Isa::Portable, &data);
+            for &isa in &supported {
+                assert!(
+                    bits_after_training(build(), isa, &data) == portable,
+                    "{variant} {name}: the {isa} path differs from the portable one"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_isa_this_cpu_lacks_is_refused() {
+    let network = &networks(Variant::Gru, Readout::LastPadded)[0];
+    let mut native = NativeNetwork::from_reference(network, Readout::LastPadded).unwrap();
+    for isa in Isa::ALL {
+        assert_eq!(native.set_isa(isa).is_ok(), isa.is_supported(), "{isa}");
+    }
+    assert_eq!(native.isa(), Isa::Portable);
 }

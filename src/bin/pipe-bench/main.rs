@@ -4,6 +4,8 @@
 //! - `engine`: no-op re-runs of 1,000 / 10,000 `cmd` instances (target < 1 s at 10,000) and
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
+//! - `kernels [sequences]`: the native kernels alone, per instruction-set path: one epoch of the
+//!   thesis model and of 100 random networks per variant.
 //! - `prune [variant [model.safetensors [dataset.csv]]]`: a 10-level pruning sweep: native levels
 //!   vs libtorch batched levels vs one level at a time, of an untrained or the given model, on
 //!   generated or the given data.
@@ -16,6 +18,7 @@
 //!   array vs one job each (skipped without a cluster).
 
 mod engine;
+mod kernels;
 mod prune;
 mod scale;
 mod slurm;
@@ -47,6 +50,10 @@ fn main() -> Result<()> {
         let sequences = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
         train::run(sequences).map_err(|e| anyhow!("{e}"))?;
     }
+    if wants("kernels") {
+        let sequences = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);
+        kernels::run(sequences)?;
+    }
     if wants("slurm") {
         let instances = args.next().map(|a| a.parse()).transpose()?.unwrap_or(200);
         slurm::run(scratch.path(), instances)?;
@@ -64,10 +71,10 @@ fn main() -> Result<()> {
         structure::run()?;
     }
     if let Some(name) = section.filter(|s| {
-        !["engine", "scale", "train", "prune", "structure", "slurm"].contains(&s.as_str())
+        !["engine", "scale", "train", "kernels", "prune", "structure", "slurm"].contains(&s.as_str())
     }) {
         anyhow::bail!(
-            "unknown section `{name}`; sections: engine, scale, train, prune, structure, slurm"
+            "unknown section `{name}`; sections: engine, scale, train, kernels, prune, structure, slurm"
         );
     }
     Ok(())

@@ -1,14 +1,15 @@
 //! Times one training epoch of the thesis configuration (E = 50, H = 50, 3 layers, batch 32,
-//! Adam, clip 5) per variant: our masked cells (hand-written loop and the fused kernels on masked
-//! weights) against tch's built-in recurrent layers, on 1 libtorch thread.
+//! Adam, clip 5) per variant: the native kernels and our libtorch masked cells (hand-written loop
+//! and the fused kernels on masked weights) against tch's built-in recurrent layers, on 1 thread.
 //!
 //! `pipe-bench train [sequences]` (default 2,000 random sequences of lengths 11..53 over the 7
 //! Reber letters); the per-epoch time scales linearly to the thesis's 18,750 training sequences.
 
 use std::time::Instant;
 
+use pipe::nn::native::{NativeBatch, NativeNetwork};
 use pipe::nn::{
-    train_epoch, Adam, AdamConfig, CellEngine, Example, ModelConfig, RecurrentModel, Variant,
+    epoch_order, train_epoch, Adam, AdamConfig, CellEngine, Example, ModelConfig, RecurrentModel, Variant,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -18,7 +19,7 @@ use tch::{Kind, Tensor};
 const BATCH_SIZE: usize = 32;
 const CLIP_NORM: f64 = 5.0;
 
-fn synthetic_reber_like(count: usize, seed: u64) -> Vec<Example> {
+pub fn synthetic_reber_like(count: usize, seed: u64) -> Vec<Example> {
     let letters = ['B', 'T', 'P', 'S', 'X', 'V', 'E'];
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..count)
@@ -53,6 +54,20 @@ fn time_masked(
         1,
         0,
     )?;
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// The same epoch on the native kernels (`nn::native`), batches built beforehand as
+/// `rnn.train` builds them once per epoch.
+fn time_native(variant: Variant, data: &[Example]) -> Result<f64, Box<dyn std::error::Error>> {
+    let config = ModelConfig {
+        engine: CellEngine::Loop,
+        ..ModelConfig::thesis(variant)
+    };
+    let mut network = NativeNetwork::from_model(&RecurrentModel::new(config, 1)?)?;
+    let start = Instant::now();
+    let batches = NativeBatch::all(data, &epoch_order(data.len(), 1, 0), BATCH_SIZE)?;
+    network.train_epoch(&batches, Some(CLIP_NORM), &AdamConfig::default());
     Ok(start.elapsed().as_secs_f64())
 }
 
@@ -122,17 +137,20 @@ pub fn run(count: usize) -> Result<(), Box<dyn std::error::Error>> {
     let data = synthetic_reber_like(count, 2021);
     println!("training epoch, {count} sequences, batch {BATCH_SIZE}, E=50 H=50 L=3, 1 thread: seconds per epoch");
     println!(
-        "{:<9} {:>12} {:>12} {:>10} {:>12} {:>13} {:>16}",
+        "{:<9} {:>8} {:>12} {:>12} {:>10} {:>15} {:>12} {:>13} {:>16}",
         "variant",
+        "native",
         "masked_loop",
         "masked_fused",
         "builtin",
+        "native/builtin",
         "loop/builtin",
         "fused/builtin",
         "default@18750"
     );
     for variant in Variant::ALL {
         let builtin = time_builtin(variant, &data)?;
+        let native = time_native(variant, &data)?;
         let masked_loop = time_masked(variant, CellEngine::Loop, &data)?;
         let masked_fused = time_masked(variant, CellEngine::Fused, &data)?;
         let default = match CellEngine::fastest_on_cpu(variant) {
@@ -140,11 +158,13 @@ pub fn run(count: usize) -> Result<(), Box<dyn std::error::Error>> {
             CellEngine::Fused => masked_fused,
         };
         println!(
-            "{:<9} {:>12.2} {:>12.2} {:>10.2} {:>12.2} {:>13.2} {:>15.1}s",
+            "{:<9} {:>8.2} {:>12.2} {:>12.2} {:>10.2} {:>15.2} {:>12.2} {:>13.2} {:>15.1}s",
             variant.name(),
+            native,
             masked_loop,
             masked_fused,
             builtin,
+            native / builtin,
             masked_loop / builtin,
             masked_fused / builtin,
             default * 18_750.0 / count as f64

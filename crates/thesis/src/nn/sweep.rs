@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::native::{NativeBatch, NativeNetwork, NativePass};
+use super::native::{test_batches, NativeBatch, NativeNetwork, NativePass};
 use super::prune::within_tolerance;
 use super::{
     epoch_order, magnitude_masks, pruned_copy, sparsity, Adam, AdamConfig, EpochMetrics, Example,
@@ -117,9 +117,21 @@ pub struct LevelResult {
     pub history: Vec<EpochMetrics>,
 }
 
+/// Which of a sweep's two data sets is evaluated; each is the same data for the whole sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DataSet {
+    Train,
+    Test,
+}
+
 /// A set of pruned models retrained together (one level, or all levels when batched).
 trait Retraining {
-    fn evaluate(&mut self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>>;
+    fn evaluate(
+        &mut self,
+        set: DataSet,
+        data: &[Example],
+        batch_size: usize,
+    ) -> NnResult<Vec<(f64, f64)>>;
     fn train_epoch(
         &mut self,
         data: &[Example],
@@ -142,7 +154,12 @@ struct SingleLevel {
 }
 
 impl Retraining for SingleLevel {
-    fn evaluate(&mut self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>> {
+    fn evaluate(
+        &mut self,
+        _: DataSet,
+        data: &[Example],
+        batch_size: usize,
+    ) -> NnResult<Vec<(f64, f64)>> {
         Ok(vec![super::evaluate(&self.model, data, batch_size)?])
     }
 
@@ -185,7 +202,12 @@ struct Batched {
 }
 
 impl Retraining for Batched {
-    fn evaluate(&mut self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>> {
+    fn evaluate(
+        &mut self,
+        _: DataSet,
+        data: &[Example],
+        batch_size: usize,
+    ) -> NnResult<Vec<(f64, f64)>> {
         self.models.evaluate(data, batch_size)
     }
 
@@ -227,6 +249,15 @@ struct NativeLevels {
     models: Vec<RecurrentModel>,
     adam: AdamConfig,
     pool: rayon::ThreadPool,
+    /// The batches of each data set evaluated so far (the test set every epoch, the training
+    /// set at epoch 0), built once.
+    evaluation: Vec<EvaluationBatches>,
+}
+
+/// A data set's evaluation batches, by data set and batch size.
+struct EvaluationBatches {
+    key: (DataSet, usize),
+    batches: Vec<NativeBatch>,
 }
 
 impl NativeLevels {
@@ -234,25 +265,53 @@ impl NativeLevels {
         dir.join(format!("native-{index:03}.safetensors"))
     }
 
-    fn passes(&mut self, run: impl Fn(&mut NativeNetwork) -> NativePass + Sync) -> Vec<(f64, f64)> {
-        let networks = &mut self.networks;
-        self.pool.install(|| {
-            networks
-                .par_iter_mut()
-                .map(|network| {
-                    let pass = run(network);
-                    (pass.loss, pass.accuracy)
-                })
-                .collect()
-        })
-    }
+}
+
+/// Runs `run` on every network in parallel on `pool`; (loss, accuracy) per network.
+fn native_passes(
+    networks: &mut [NativeNetwork],
+    pool: &rayon::ThreadPool,
+    run: impl Fn(&mut NativeNetwork) -> NativePass + Sync,
+) -> Vec<(f64, f64)> {
+    pool.install(|| {
+        networks
+            .par_iter_mut()
+            .map(|network| {
+                let pass = run(network);
+                (pass.loss, pass.accuracy)
+            })
+            .collect()
+    })
 }
 
 impl Retraining for NativeLevels {
-    fn evaluate(&mut self, data: &[Example], batch_size: usize) -> NnResult<Vec<(f64, f64)>> {
-        let order: Vec<usize> = (0..data.len()).collect();
-        let batches = NativeBatch::all(data, &order, batch_size)?;
-        Ok(self.passes(|network| network.evaluate(&batches)))
+    fn evaluate(
+        &mut self,
+        set: DataSet,
+        data: &[Example],
+        batch_size: usize,
+    ) -> NnResult<Vec<(f64, f64)>> {
+        let key = (set, batch_size);
+        let Self {
+            networks,
+            pool,
+            evaluation,
+            ..
+        } = self;
+        let position = match evaluation.iter().position(|e| e.key == key) {
+            Some(position) => position,
+            None => {
+                evaluation.push(EvaluationBatches {
+                    key,
+                    batches: test_batches(data, batch_size)?,
+                });
+                evaluation.len() - 1
+            }
+        };
+        let batches = &evaluation[position].batches;
+        Ok(native_passes(networks, pool, |network| {
+            network.evaluate(batches)
+        }))
     }
 
     fn train_epoch(
@@ -265,7 +324,9 @@ impl Retraining for NativeLevels {
         let order = epoch_order(data.len(), s.shuffle_seed, epoch);
         let batches = NativeBatch::all(data, &order, s.batch_size)?;
         let adam = self.adam;
-        Ok(self.passes(|network| network.train_epoch(&batches, s.clip, &adam)))
+        Ok(native_passes(&mut self.networks, &self.pool, |network| {
+            network.train_epoch(&batches, s.clip, &adam)
+        }))
     }
 
     fn save(&self, dir: &Path) -> NnResult<()> {
@@ -425,6 +486,7 @@ pub fn run_sweep(
                     models: pruned,
                     adam: adam_config,
                     pool,
+                    evaluation: Vec::new(),
                 })
             }
         };
@@ -488,13 +550,13 @@ fn retrain_group(
     for epoch in first_row..=settings.epochs {
         let started = Instant::now();
         let train_metrics = if epoch == 0 {
-            group.evaluate(train, settings.batch_size)
+            group.evaluate(DataSet::Train, train, settings.batch_size)
         } else {
             group.train_epoch(train, settings, epoch as u64)
         }
         .map_err(SweepError::failed)?;
         let test_metrics = group
-            .evaluate(test, settings.batch_size)
+            .evaluate(DataSet::Test, test, settings.batch_size)
             .map_err(SweepError::failed)?;
         // Batched levels share one wall clock: each row gets its share.
         let seconds = started.elapsed().as_secs_f64() / members;

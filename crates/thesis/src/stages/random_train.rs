@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
-use crate::nn::native::{train_and_evaluate_epoch, NativeNetwork, TrainingSettings};
+use crate::nn::native::{test_batches, train_and_evaluate_epoch, NativeNetwork, TrainingSettings};
 use crate::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
@@ -387,11 +387,12 @@ fn train_native(
         .num_threads(params.threads)
         .build()
         .map_err(StageError::failed)?;
+    let test = test_batches(test, params.batch_size).map_err(StageError::failed)?;
     let mut history = vec![Vec::with_capacity(params.epochs); networks.len()];
     for epoch in 1..=params.epochs {
         let passes = pool
             .install(|| {
-                train_and_evaluate_epoch(&mut natives, train, test, &settings, epoch as u64)
+                train_and_evaluate_epoch(&mut natives, train, &test, &settings, epoch as u64)
             })
             .map_err(StageError::failed)?;
         for (rows, (trained, tested)) in history.iter_mut().zip(passes) {

@@ -5,6 +5,7 @@ use crate::nn::model::Readout;
 use crate::nn::Variant;
 
 use super::batch::NativeBatch;
+use super::isa::Isa;
 use super::kernels::{
     accumulate, accumulate_rows, axpy, dot, masked_weights, sum, tanh, weight_gradients,
 };
@@ -15,31 +16,27 @@ use super::{NativeNetwork, CLASSES};
 impl NativeNetwork {
     /// Gradients of the batch-mean cross-entropy of the last forward pass into `gradients()`.
     pub fn backward(&mut self, batch: &NativeBatch) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked on the line above).
-            unsafe { self.backward_avx512(batch) };
-            return;
+        match self.isa {
+            // SAFETY: `isa` is only ever a path this CPU supports (`Isa::best`, `set_isa`).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.backward_avx512(batch) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => unsafe { self.backward_avx2(batch) },
+            _ => self.backward_portable(batch),
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked on the line above).
-            unsafe { self.backward_avx2(batch) };
-            return;
-        }
-        self.backward_portable(batch);
     }
 
-    /// [`NativeNetwork::backward`] compiled for AVX2 (see [`NativeNetwork::forward_avx2`]).
+    /// [`NativeNetwork::backward`] compiled for AVX2 and FMA (see [`Isa`]).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn backward_avx2(&mut self, batch: &NativeBatch) {
         self.backward_portable(batch);
     }
 
-    /// [`NativeNetwork::backward`] compiled for AVX-512 (see [`NativeNetwork::forward_avx512`]).
+    /// [`NativeNetwork::backward`] compiled for AVX-512 (see [`Isa`]).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     fn backward_avx512(&mut self, batch: &NativeBatch) {
         self.backward_portable(batch);
     }
@@ -55,7 +52,8 @@ impl NativeNetwork {
         let ws = &mut self.workspace;
         let last = layout.last_width();
         // d logits = (softmax − one-hot) / B
-        let mut d_logits = vec![0f32; CLASSES * size];
+        resize_for_overwrite(&mut ws.d_logits, CLASSES * size);
+        let d_logits = &mut ws.d_logits;
         for b in 0..size {
             let (l0, l1) = (ws.logits[b], ws.logits[size + b]);
             let top = l0.max(l1);
@@ -66,7 +64,8 @@ impl NativeNetwork {
             d_logits[b] = (e0 / total - f32::from(u8::from(label == 0))) * scale;
             d_logits[size + b] = (e1 / total - f32::from(u8::from(label == 1))) * scale;
         }
-        let mut d_features = vec![0f32; last * size];
+        resize_zeroed(&mut ws.d_features, last * size);
+        let d_features = &mut ws.d_features;
         for class in 0..CLASSES {
             let d_row = &d_logits[class * size..(class + 1) * size];
             grads[layout.head_bias + class] += sum(d_row);
@@ -130,6 +129,7 @@ impl NativeNetwork {
                         d_hidden_next: &mut ws.d_hidden_next,
                         d_cell_next: &mut ws.d_cell_next,
                         zeros: &mut ws.zeros,
+                        masked: &mut ws.masked,
                     },
                 );
             }
@@ -153,6 +153,7 @@ struct BackwardScratch<'a> {
     d_hidden_next: &'a mut Vec<f32>,
     d_cell_next: &'a mut Vec<f32>,
     zeros: &'a mut Vec<f32>,
+    masked: &'a mut [Vec<f32>; 3],
 }
 
 /// Backpropagation through time for one recurrence: accumulates its parameter gradients and
@@ -185,6 +186,7 @@ fn backward_connection(
         d_hidden_next,
         d_cell_next,
         zeros,
+        masked: [dense_direct_t, dense_n_t, dense_ih_t],
     } = scratch;
     resize_zeroed(zeros, block);
     resize_for_overwrite(d_gates, steps * gate_block);
@@ -202,27 +204,25 @@ fn backward_connection(
         rows
     };
     // Dense: (W_hh ∘ M)ᵀ of the direct rows (`hidden × direct_rows`) and of the GRU's n rows.
-    let (dense_direct_t, dense_n_t) = if dense {
+    if dense {
         let split = direct_rows * hidden;
-        (
-            masked_weights(
-                &weight_hh[..split],
-                &mask_hh[..split],
-                direct_rows,
-                hidden,
-                true,
-            ),
-            masked_weights(
-                &weight_hh[split..],
-                &mask_hh[split..],
-                rows - direct_rows,
-                hidden,
-                true,
-            ),
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
+        masked_weights(
+            dense_direct_t,
+            &weight_hh[..split],
+            &mask_hh[..split],
+            direct_rows,
+            hidden,
+            true,
+        );
+        masked_weights(
+            dense_n_t,
+            &weight_hh[split..],
+            &mask_hh[split..],
+            rows - direct_rows,
+            hidden,
+            true,
+        );
+    }
     for t in (0..steps).rev() {
         for ((d, &external), &carried) in d_hidden
             .iter_mut()
@@ -306,7 +306,7 @@ fn backward_connection(
                 // All direct terms of a lane, then the GRU's n terms, as below.
                 accumulate_rows(
                     d_hidden_next,
-                    &dense_direct_t,
+                    dense_direct_t,
                     direct_rows,
                     d_recurrent,
                     size,
@@ -314,7 +314,7 @@ fn backward_connection(
                 if variant == Variant::Gru {
                     accumulate_rows(
                         d_hidden_next,
-                        &dense_n_t,
+                        dense_n_t,
                         hidden,
                         &d_aux[t * block..(t + 1) * block],
                         size,
@@ -364,46 +364,10 @@ fn backward_connection(
         }
         grads[c.bias_ih + j] += d_bias_ih;
         grads[c.bias_hh + j] += d_bias_hh;
-        if dense {
-            // Weight gradients come from `weight_gradients` below.
-            continue;
-        }
-        for k in 0..hidden {
-            let index = c.weight_hh + j * hidden + k;
-            if mask[index] == 0.0 {
-                continue;
-            }
-            let mut total = 0f32;
-            for t in 1..steps {
-                let d_row = if gru && j >= 2 * hidden {
-                    let u = j - 2 * hidden;
-                    &d_aux[(t * hidden + u) * size..(t * hidden + u + 1) * size]
-                } else {
-                    &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size]
-                };
-                let before =
-                    &state.hidden[((t - 1) * hidden + k) * size..((t - 1) * hidden + k + 1) * size];
-                total += dot(d_row, before);
-            }
-            grads[index] += total;
-        }
-        for p in 0..width {
-            let index = c.weight_ih + j * width + p;
-            if mask[index] == 0.0 {
-                continue;
-            }
-            let mut total = 0f32;
-            for t in 0..steps {
-                let d_row = &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size];
-                let x = &input[(t * width + p) * size..(t * width + p + 1) * size];
-                total += dot(d_row, x);
-            }
-            grads[index] += total;
-        }
     }
     let weight_ih = &params[c.weight_ih..c.weight_ih + rows * width];
     let mask_ih = &mask[c.weight_ih..c.weight_ih + rows * width];
-    if dense {
+    {
         let (d_gates, d_aux): (&[f32], &[f32]) = (d_gates, d_aux);
         let gate_row =
             |t: usize, j: usize| &d_gates[(t * rows + j) * size..(t * rows + j + 1) * size];
@@ -432,12 +396,14 @@ fn backward_connection(
             gate_row,
             |t, p| &input[(t * width + p) * size..(t * width + p + 1) * size],
         );
+    }
+    if dense {
         // d x[t] += (W_ih ∘ M)ᵀ · d gates[t]
-        let dense_ih_t = masked_weights(weight_ih, mask_ih, rows, width, true);
+        masked_weights(dense_ih_t, weight_ih, mask_ih, rows, width, true);
         for t in 0..steps {
             accumulate_rows(
                 &mut d_input[t * width * size..(t + 1) * width * size],
-                &dense_ih_t,
+                dense_ih_t,
                 rows,
                 &d_gates[t * gate_block..(t + 1) * gate_block],
                 size,

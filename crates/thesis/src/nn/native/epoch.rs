@@ -94,13 +94,14 @@ pub struct TrainingSettings {
 }
 
 /// Trains every network one epoch (all on the batches of
-/// [`epoch_order`]`(len, shuffle_seed, epoch)`) and evaluates it on `test`, networks in parallel
-/// on the current rayon pool. Returns (train, test) per network. Each network's numbers depend
-/// only on itself and the data, not on the group or the thread count.
+/// [`epoch_order`]`(len, shuffle_seed, epoch)`) and evaluates it on `test` (built once by the
+/// caller, [`test_batches`]), networks in parallel on the current rayon pool. Returns (train,
+/// test) per network. Each network's numbers depend only on itself and the data, not on the
+/// group or the thread count.
 pub fn train_and_evaluate_epoch(
     networks: &mut [NativeNetwork],
     train: &[Example],
-    test: &[Example],
+    test: &[NativeBatch],
     settings: &TrainingSettings,
     epoch: u64,
 ) -> NnResult<Vec<(NativePass, NativePass)>> {
@@ -111,14 +112,18 @@ pub fn train_and_evaluate_epoch(
     }
     let order = epoch_order(train.len(), settings.shuffle_seed, epoch);
     let train_batches = NativeBatch::all(train, &order, settings.batch_size)?;
-    let test_order: Vec<usize> = (0..test.len()).collect();
-    let test_batches = NativeBatch::all(test, &test_order, settings.batch_size)?;
     Ok(networks
         .par_iter_mut()
         .map(|network| {
             let trained = network.train_epoch(&train_batches, settings.clip_norm, &settings.adam);
-            let tested = network.evaluate(&test_batches);
+            let tested = network.evaluate(test);
             (trained, tested)
         })
         .collect())
+}
+
+/// The batches of an evaluation pass over `data` in its own order, built once for every epoch.
+pub fn test_batches(data: &[Example], batch_size: usize) -> NnResult<Vec<NativeBatch>> {
+    let order: Vec<usize> = (0..data.len()).collect();
+    NativeBatch::all(data, &order, batch_size)
 }

@@ -5,6 +5,7 @@ use crate::nn::model::Readout;
 use crate::nn::Variant;
 
 use super::batch::NativeBatch;
+use super::isa::Isa;
 use super::kernels::{
     accumulate, accumulate_rows, axpy, masked_weights, sigmoid_in_place, tanh, tanh_in_place,
 };
@@ -23,34 +24,29 @@ pub struct BatchOutcome {
 impl NativeNetwork {
     /// Logits `[2 × B]` (class-major) of a batch, keeping what backward needs.
     pub fn forward(&mut self, batch: &NativeBatch) -> &[f32] {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F (checked on the line above).
-            unsafe { self.forward_avx512(batch) };
-            return &self.workspace.logits;
+        match self.isa {
+            // SAFETY: `isa` is only ever a path this CPU supports (`Isa::best`, `set_isa`).
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { self.forward_avx512(batch) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2Fma => unsafe { self.forward_avx2(batch) },
+            _ => self.forward_portable(batch),
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked on the line above).
-            unsafe { self.forward_avx2(batch) };
-            return &self.workspace.logits;
-        }
-        self.forward_portable(batch);
         &self.workspace.logits
     }
 
-    /// [`NativeNetwork::forward`] compiled for AVX2: the same operations in the same order, eight
-    /// lanes at a time (no fused multiply-add, so results are bit-identical to the portable build).
+    /// [`NativeNetwork::forward`] compiled for AVX2 and FMA: the same operations in the same
+    /// order as the portable build, eight lanes at a time (see [`Isa`]).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,fma")]
     fn forward_avx2(&mut self, batch: &NativeBatch) {
         self.forward_portable(batch);
     }
 
-    /// [`NativeNetwork::forward`] compiled for AVX-512 (sixteen lanes; see
-    /// [`NativeNetwork::forward_avx2`]).
+    /// [`NativeNetwork::forward`] compiled for AVX-512 (sixteen lanes; see [`Isa`]).
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
+    #[target_feature(enable = "avx512f,fma")]
     fn forward_avx512(&mut self, batch: &NativeBatch) {
         self.forward_portable(batch);
     }
@@ -86,6 +82,7 @@ impl NativeNetwork {
                     Some(source) => &ws.outputs[source],
                     None => &ws.embedded,
                 };
+                let [masked_ih, masked_hh, _] = &mut ws.masked;
                 forward_connection(
                     self.variant,
                     layout.dense,
@@ -96,6 +93,7 @@ impl NativeNetwork {
                     steps,
                     size,
                     &mut ws.connections[index],
+                    (masked_ih, masked_hh),
                 );
             }
             let output = &mut ws.outputs[layer];
@@ -171,6 +169,7 @@ fn forward_connection(
     steps: usize,
     size: usize,
     state: &mut ConnectionState,
+    (dense_ih, dense_hh): (&mut Vec<f32>, &mut Vec<f32>),
 ) {
     let (hidden, width) = (c.hidden, c.input);
     let rows = variant.gate_count() as usize * hidden;
@@ -192,14 +191,11 @@ fn forward_connection(
     } else {
         rows
     };
-    let (dense_ih, dense_hh) = if dense {
-        (
-            masked_weights(weight_ih, mask_ih, rows, width, false),
-            masked_weights(weight_hh, mask_hh, rows, hidden, false),
-        )
-    } else {
-        (Vec::new(), Vec::new())
-    };
+    if dense {
+        masked_weights(dense_ih, weight_ih, mask_ih, rows, width, false);
+        masked_weights(dense_hh, weight_hh, mask_hh, rows, hidden, false);
+    }
+    let (dense_ih, dense_hh): (&[f32], &[f32]) = (dense_ih, dense_hh);
     for t in 0..steps {
         let (done, rest) = state.hidden.split_at_mut(t * block);
         let previous = (t > 0).then(|| &done[(t - 1) * block..]);
@@ -215,7 +211,7 @@ fn forward_connection(
             z[j * size..(j + 1) * size].fill(bias);
         }
         if dense {
-            accumulate_rows(z, &dense_ih, width, x, size);
+            accumulate_rows(z, dense_ih, width, x, size);
             if let Some(previous) = previous {
                 accumulate_rows(
                     &mut z[..folded_rows * size],

@@ -1,11 +1,17 @@
 //! Scalar kernels over flat `f32` buffers: accumulation, dense products, weight gradients,
 //! reductions and the activation functions, all written so their loops vectorise.
+//!
+//! Products are accumulated with `f32::mul_add` (fused, one rounding) so that the AVX2 and
+//! AVX-512 builds use FMA instructions and the portable build the same correctly rounded
+//! operation ([`super::isa`]). Element-wise kernels give the same bits for any register blocking;
+//! reductions fix their logical lanes (8 or 32) so their order of additions is the same on every
+//! path.
 
-/// y += a·x
+/// y += a·x (fused)
 #[inline(always)]
 pub(super) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = a.mul_add(x, *y);
     }
 }
 
@@ -21,7 +27,9 @@ pub(super) fn accumulate(
     sources: &[f32],
     size: usize,
 ) {
-    const LANES: usize = 32;
+    // 64 lanes: four AVX-512 or eight AVX2 accumulators, enough independent chains to hide the
+    // fused multiply-add's latency. Each lane's sum is the same for any block width.
+    const LANES: usize = 64;
     let full = out.len() / LANES * LANES;
     for (block, chunk) in out[..full].chunks_exact_mut(LANES).enumerate() {
         let start = block * LANES;
@@ -34,7 +42,7 @@ pub(super) fn accumulate(
             }
             let source = &sources[r * size + start..r * size + start + LANES];
             for (lane, &x) in lanes.iter_mut().zip(source) {
-                *lane += w * x;
+                *lane = w.mul_add(x, *lane);
             }
         }
         chunk.copy_from_slice(&lanes);
@@ -87,10 +95,10 @@ pub(super) fn accumulate_rows(
                     continue;
                 };
                 for l in 0..LANES {
-                    lanes[0][l] += v0 * x[l];
-                    lanes[1][l] += v1 * x[l];
-                    lanes[2][l] += v2 * x[l];
-                    lanes[3][l] += v3 * x[l];
+                    lanes[0][l] = v0.mul_add(x[l], lanes[0][l]);
+                    lanes[1][l] = v1.mul_add(x[l], lanes[1][l]);
+                    lanes[2][l] = v2.mul_add(x[l], lanes[2][l]);
+                    lanes[3][l] = v3.mul_add(x[l], lanes[3][l]);
                 }
             }
             for (i, row) in lanes.iter().enumerate() {
@@ -121,15 +129,18 @@ pub(super) fn accumulate_rows(
     }
 }
 
-/// `weights ∘ mask` (`rows × count`), transposed to `count × rows` when `transpose`.
+/// `out` = `weights ∘ mask` (`rows × count`), transposed to `count × rows` when `transpose`;
+/// `out` is a reused buffer, so a batch allocates nothing.
+#[inline(always)]
 pub(super) fn masked_weights(
+    out: &mut Vec<f32>,
     weights: &[f32],
     mask: &[f32],
     rows: usize,
     count: usize,
     transpose: bool,
-) -> Vec<f32> {
-    let mut out = vec![0f32; rows * count];
+) {
+    out.resize(rows * count, 0.0);
     for j in 0..rows {
         for k in 0..count {
             let value = weights[j * count + k] * mask[j * count + k];
@@ -140,12 +151,12 @@ pub(super) fn masked_weights(
             }
         }
     }
-    out
 }
 
 /// `grads[j·count + k] += Σ_t Σ_b d(t, j)[b] · x(t, k)[b]` for live (unmasked) weights, over the
-/// time steps `steps`: a dense matrix's weight gradients, four inputs `k` at a time, each summed
-/// in 32 lanes across all steps and reduced once.
+/// time steps `steps`: a matrix's weight gradients, four live inputs `k` of a row at a time (so
+/// eight or more independent accumulator registers), each summed in 32 lanes across all steps
+/// and reduced once. Which weights share a pass does not change any weight's sum.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn weight_gradients<'a>(
@@ -164,11 +175,11 @@ pub(super) fn weight_gradients<'a>(
         let (x_chunks, x_rest) = x.as_chunks::<LANES>();
         for (a, b) in d_chunks.iter().zip(x_chunks) {
             for l in 0..LANES {
-                lanes[l] += a[l] * b[l];
+                lanes[l] = a[l].mul_add(b[l], lanes[l]);
             }
         }
-        for (a, b) in d_rest.iter().zip(x_rest) {
-            *tail += a * b;
+        for (&a, &b) in d_rest.iter().zip(x_rest) {
+            *tail = a.mul_add(b, *tail);
         }
     }
     #[inline(always)]
@@ -181,53 +192,61 @@ pub(super) fn weight_gradients<'a>(
             + ((half[2] + half[6]) + (half[3] + half[7]))
             + tail
     }
+    let mut live = [0usize; 4];
     for j in 0..rows {
-        let mut k = 0;
-        while k < count {
-            let ks = 4.min(count - k);
-            let (mut l0, mut l1, mut l2, mut l3) =
-                ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
-            let mut tails = [0f32; 4];
-            for t in steps.clone() {
-                let d_row = d(t, j);
-                add_products(&mut l0, &mut tails[0], d_row, x(t, k));
-                if ks == 4 {
-                    add_products(&mut l1, &mut tails[1], d_row, x(t, k + 1));
-                    add_products(&mut l2, &mut tails[2], d_row, x(t, k + 2));
-                    add_products(&mut l3, &mut tails[3], d_row, x(t, k + 3));
-                }
+        let row_mask = &mask[j * count..(j + 1) * count];
+        let mut ks = (0..count).filter(|&k| row_mask[k] != 0.0);
+        loop {
+            let mut found = 0;
+            for slot in live.iter_mut() {
+                let Some(k) = ks.next() else { break };
+                *slot = k;
+                found += 1;
             }
-            let sums = [
-                reduce(&l0, tails[0]),
-                reduce(&l1, tails[1]),
-                reduce(&l2, tails[2]),
-                reduce(&l3, tails[3]),
-            ];
-            let done = if ks == 4 { 4 } else { 1 };
-            for (i, total) in sums.iter().enumerate().take(done) {
-                let index = j * count + k + i;
-                if mask[index] != 0.0 {
-                    grads[index] += total;
+            if found == 4 {
+                let (mut l0, mut l1, mut l2, mut l3) =
+                    ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
+                let mut tails = [0f32; 4];
+                for t in steps.clone() {
+                    let d_row = d(t, j);
+                    add_products(&mut l0, &mut tails[0], d_row, x(t, live[0]));
+                    add_products(&mut l1, &mut tails[1], d_row, x(t, live[1]));
+                    add_products(&mut l2, &mut tails[2], d_row, x(t, live[2]));
+                    add_products(&mut l3, &mut tails[3], d_row, x(t, live[3]));
                 }
+                for (lanes, (&k, &tail)) in [l0, l1, l2, l3].iter().zip(live.iter().zip(&tails)) {
+                    grads[j * count + k] += reduce(lanes, tail);
+                }
+            } else {
+                // The same per-weight sums one weight at a time.
+                for &k in &live[..found] {
+                    let mut lanes = [0f32; LANES];
+                    let mut tail = 0f32;
+                    for t in steps.clone() {
+                        add_products(&mut lanes, &mut tail, d(t, j), x(t, k));
+                    }
+                    grads[j * count + k] += reduce(&lanes, tail);
+                }
+                break;
             }
-            k += done;
         }
     }
 }
 
-/// Σ x·y with eight partial sums, so the loop vectorises (and always sums in the same order).
+/// Σ x·y with eight partial sums (fused), so the loop vectorises and always sums in the same
+/// order.
 #[inline(always)]
 pub(super) fn dot(x: &[f32], y: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = x.len() / 8 * 8;
     for (xs, ys) in x[..chunks].chunks_exact(8).zip(y[..chunks].chunks_exact(8)) {
         for lane in 0..8 {
-            lanes[lane] += xs[lane] * ys[lane];
+            lanes[lane] = xs[lane].mul_add(ys[lane], lanes[lane]);
         }
     }
     let mut tail = 0f32;
-    for (a, b) in x[chunks..].iter().zip(&y[chunks..]) {
-        tail += a * b;
+    for (&a, &b) in x[chunks..].iter().zip(&y[chunks..]) {
+        tail = a.mul_add(b, tail);
     }
     ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
         + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
@@ -249,23 +268,24 @@ pub(super) fn sum(x: &[f32]) -> f32 {
         + tail
 }
 
-/// e^x for f32 without a libm call (Cephes' polynomial after reducing by powers of two), written
-/// with plain arithmetic and integer bit operations only, so loops over it vectorise; relative
-/// error about 2e-7.
+/// e^x for f32 without a libm call (Cephes' polynomial after reducing by powers of two, evaluated
+/// with fused multiply-adds), written with plain arithmetic and integer bit operations only, so
+/// loops over it vectorise; relative error about 2e-7.
 #[inline(always)]
 pub(super) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     // Round x·log2(e) to the nearest integer n with the 1.5·2²³ trick: afterwards the low bits of
     // `shifted` hold n, so 2ⁿ is built from them without a float-to-int conversion.
     const SHIFTER: f32 = 12_582_912.0;
-    let shifted = x * std::f32::consts::LOG2_E + SHIFTER;
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, SHIFTER);
     let n = shifted - SHIFTER;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let p = p * r * r + r + 1.0;
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
+    let p = 1.987_569_1e-4f32.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 1.666_666_5e-1);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r * r, r) + 1.0;
     let power = f32::from_bits(
         shifted
             .to_bits()
@@ -331,6 +351,42 @@ mod tests {
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&blocked), bits(&expected), "size {size}");
         }
+    }
+
+    #[test]
+    fn a_weights_gradient_does_not_depend_on_which_weights_share_its_pass() {
+        let (rows, count, size, steps) = (3, 11, 70, 4);
+        let d = values(steps * rows * size, 4);
+        let x = values(steps * count * size, 5);
+        let gradients = |mask: &[f32]| {
+            let mut grads = vec![0f32; rows * count];
+            weight_gradients(
+                &mut grads,
+                mask,
+                rows,
+                count,
+                0..steps,
+                |t, j| &d[(t * rows + j) * size..(t * rows + j + 1) * size],
+                |t, k| &x[(t * count + k) * size..(t * count + k + 1) * size],
+            );
+            grads
+        };
+        let all = gradients(&vec![1.0; rows * count]);
+        // Masking every third weight regroups the live ones (and leaves remainders of 1–3).
+        let mask: Vec<f32> = (0..rows * count)
+            .map(|i| if i % 3 == 1 { 0.0 } else { 1.0 })
+            .collect();
+        let some = gradients(&mask);
+        for i in 0..rows * count {
+            let expected = if mask[i] == 0.0 { 0.0 } else { all[i] };
+            assert_eq!(some[i].to_bits(), expected.to_bits(), "weight {i}");
+        }
+        // And the sum is the gradient (against f64).
+        let exact: f64 = (0..steps)
+            .flat_map(|t| (0..size).map(move |b| (t, b)))
+            .map(|(t, b)| f64::from(d[t * rows * size + b]) * f64::from(x[t * count * size + b]))
+            .sum();
+        assert!((f64::from(all[0]) - exact).abs() < 1e-5, "{} vs {exact}", all[0]);
     }
 
     #[test]

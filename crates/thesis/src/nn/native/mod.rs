@@ -16,13 +16,15 @@
 //! recurrences use dense kernels ([`accumulate_rows`], [`weight_gradients`]) instead of the
 //! term-by-term ones, and hidden-to-hidden masks hold the pruned weights at zero.
 //!
-//! Determinism: each network is computed by one thread in a fixed order with no fused
-//! multiply-add, so results are bit-identical across runs and thread counts.
+//! Determinism: each network is computed by one thread in a fixed order, and every instruction
+//! set's build computes the same operations ([`Isa`]), so results are bit-identical across
+//! runs, thread counts and machines.
 
 mod backward;
 mod batch;
 mod epoch;
 mod forward;
+mod isa;
 mod kernels;
 mod layout;
 mod network;
@@ -30,8 +32,9 @@ mod optim;
 mod workspace;
 
 pub use batch::NativeBatch;
-pub use epoch::{train_and_evaluate_epoch, NativePass, TrainingSettings};
+pub use epoch::{test_batches, train_and_evaluate_epoch, NativePass, TrainingSettings};
 pub use forward::BatchOutcome;
+pub use isa::Isa;
 pub use network::NativeNetwork;
 
 use crate::nn::random::{CLASS_COUNT, VOCAB_SIZE};

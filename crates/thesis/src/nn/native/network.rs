@@ -12,6 +12,7 @@ use crate::nn::tensors::{
 };
 use crate::nn::{NnError, NnResult, Variant};
 
+use super::isa::Isa;
 use super::layout::Layout;
 use super::workspace::Workspace;
 use super::{CLASSES, VOCAB};
@@ -45,6 +46,8 @@ pub struct NativeNetwork {
     pub(super) exp_avg_sq: Vec<f32>,
     pub(super) step: u64,
     pub(super) workspace: Workspace,
+    /// The build of the kernels this network runs on (all give the same bits).
+    pub(super) isa: Isa,
 }
 
 impl NativeNetwork {
@@ -139,7 +142,30 @@ impl NativeNetwork {
             exp_avg_sq: vec![0.0; total],
             step: 0,
             workspace: Workspace::default(),
+            isa: Isa::best(),
         })
+    }
+
+    /// Runs this network's kernels on `isa` from now on (the cross-ISA tests and benchmarks;
+    /// every path gives the same bits); refused where this CPU cannot run it.
+    pub fn set_isa(&mut self, isa: Isa) -> NnResult<()> {
+        if !isa.is_supported() {
+            return Err(NnError::InvalidConfig(format!(
+                "this CPU cannot run the {isa} kernels; it runs {}",
+                Isa::supported()
+                    .iter()
+                    .map(|isa| isa.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        self.isa = isa;
+        Ok(())
+    }
+
+    /// The build of the kernels this network runs on.
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Copies the parameters into `model` (the one this network was built from, or one of the

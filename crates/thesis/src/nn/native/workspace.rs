@@ -28,6 +28,11 @@ pub(super) struct Workspace {
     pub(super) zeros: Vec<f32>,
     pub(super) features: Vec<f32>,
     pub(super) logits: Vec<f32>,
+    pub(super) d_logits: Vec<f32>,
+    pub(super) d_features: Vec<f32>,
+    /// A dense connection's masked weights of this batch, forward (`W ∘ M`) and backward
+    /// (`(W ∘ M)ᵀ`: hidden-side direct rows, the GRU's n rows, input side).
+    pub(super) masked: [Vec<f32>; 3],
 }
 
 /// For buffers every element of which is written before it is read: no clearing.

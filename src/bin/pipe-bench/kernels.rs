@@ -1,0 +1,80 @@
+//! The native kernels alone, per instruction-set path this CPU runs: one training epoch of the
+//! thesis's stacked model (E = H = 50, 3 layers, batch 32, as `rnn.train`) and of 100 random
+//! networks (batch 128, as `rnn.train_random`), per variant, on one thread.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
+use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
+use pipe::nn::random::{network_seed, NetworkStructure, RandomNetwork};
+use pipe::nn::{epoch_order, AdamConfig, CellEngine, ModelConfig, RecurrentModel, Readout, Variant};
+
+use crate::train::synthetic_reber_like;
+
+/// Seconds for one epoch of `network` over `batches` on `isa`: the best of three epochs (the
+/// work per epoch is the same; the best is the least disturbed by the rest of the machine).
+fn epoch_seconds(mut network: NativeNetwork, isa: Isa, batches: &[NativeBatch]) -> Result<f64> {
+    network.set_isa(isa)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let started = Instant::now();
+        network.train_epoch(batches, Some(5.0), &AdamConfig::default());
+        best = best.min(started.elapsed().as_secs_f64());
+    }
+    Ok(best)
+}
+
+pub fn run(sequences: usize) -> Result<()> {
+    let data = synthetic_reber_like(sequences, 2021);
+    let order = epoch_order(data.len(), 1, 0);
+    let dense_batches = NativeBatch::all(&data, &order, 32)?;
+    let random_batches = NativeBatch::all(&data, &order, 128)?;
+    let graphs = generate_graph_set_seeded(&GenerationConfig::thesis(), 0)?;
+    let structures: Vec<NetworkStructure> = graphs
+        .iter()
+        .step_by(2)
+        .map(NetworkStructure::from_graph)
+        .collect::<Result<_, _>>()?;
+    let isas: Vec<Isa> = Isa::supported()
+        .into_iter()
+        .filter(|&isa| isa != Isa::Portable)
+        .collect();
+    println!(
+        "native kernels, {sequences} sequences, 1 thread, seconds per epoch (best of 3): the thesis model \
+         (batch 32) and {} random networks (batch 128), per instruction-set path \
+         (the portable path, a C library call per fused multiply-add, is left out)",
+        structures.len()
+    );
+    for variant in Variant::ALL {
+        let model = RecurrentModel::new(
+            ModelConfig {
+                engine: CellEngine::Loop,
+                ..ModelConfig::thesis(variant)
+            },
+            1,
+        )?;
+        let networks: Vec<RandomNetwork> = structures
+            .iter()
+            .enumerate()
+            .map(|(i, s)| RandomNetwork::new(s.clone(), variant, Readout::LastPadded, network_seed(0, i)))
+            .collect::<Result<_, _>>()?;
+        for &isa in &isas {
+            let dense = epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?;
+            let mut random = 0.0;
+            for network in &networks {
+                random += epoch_seconds(
+                    NativeNetwork::from_reference(network, Readout::LastPadded)?,
+                    isa,
+                    &random_batches,
+                )?;
+            }
+            println!(
+                "  {:<9} {:<9} thesis model {dense:>6.3} s   random networks {random:>6.3} s",
+                variant.name(),
+                isa.name()
+            );
+        }
+    }
+    Ok(())
+}
