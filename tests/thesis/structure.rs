@@ -11,8 +11,8 @@ use pipe::nn::random::{
 };
 use pipe::nn::{clip_grad_norm, cross_entropy, make_batch, Adam, AdamConfig, Example, Readout};
 use pipe::nn::{
-    magnitude_masks, pruned_copy, Batch, ModelConfig, PruneTarget, RecurrentModel,
-    ThresholdScope, Variant,
+    magnitude_masks, pruned_copy, Batch, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope,
+    Variant,
 };
 use tch::{Kind, Tensor};
 
@@ -473,7 +473,10 @@ fn every_isa_path_is_bit_identical_to_the_portable_one() {
     let data = examples(200);
     for variant in Variant::ALL {
         let mut candidates: Vec<(String, Box<dyn Fn() -> NativeNetwork>)> = Vec::new();
-        for (k, network) in networks(variant, Readout::TrueLength).into_iter().enumerate() {
+        for (k, network) in networks(variant, Readout::TrueLength)
+            .into_iter()
+            .enumerate()
+        {
             candidates.push((
                 format!("random network {k}"),
                 Box::new(move || {

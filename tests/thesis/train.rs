@@ -3,8 +3,13 @@
 use crate::common::{run_and_kill_at_checkpoint, stderr, stdout, Sandbox};
 
 fn pipeline(epochs: usize) -> String {
+    pipeline_on("native", epochs)
+}
+
+/// A GRU trained on `engine` (`native`, the CPU default, or libtorch's `loop`).
+fn pipeline_on(engine: &str, epochs: usize) -> String {
     format!(
-        "seed: 3\nstages:\n  data:\n    uses: data.reber\n    with: {{total: 1200, test: {{count: 300}}}}\n  train:\n    uses: rnn.train\n    inputs: {{data: data.dataset}}\n    with: {{variant: gru, epochs: {epochs}, hidden: 24, embedding: 8, layers: 2, batch_size: 16}}\n"
+        "seed: 3\nstages:\n  data:\n    uses: data.reber\n    with: {{total: 1200, test: {{count: 300}}}}\n  train:\n    uses: rnn.train\n    inputs: {{data: data.dataset}}\n    with: {{variant: gru, epochs: {epochs}, hidden: 24, embedding: 8, layers: 2, batch_size: 16, engine: {engine}}}\n"
     )
 }
 
@@ -33,24 +38,87 @@ fn same_seed_gives_identical_model_bytes_and_thesis_metrics_columns() {
 
 #[test]
 fn killed_training_resumes_at_its_last_epoch_and_ends_identical() {
+    for engine in ["native", "loop"] {
+        killed_training_resumes_and_ends_identical_on(engine);
+    }
+}
+
+fn killed_training_resumes_and_ends_identical_on(engine: &str) {
     let epochs = 8;
     let reference = Sandbox::new();
-    reference.run(&pipeline(epochs));
+    reference.run(&pipeline_on(engine, epochs));
 
     let sandbox = Sandbox::new();
-    sandbox.write(&pipeline(epochs));
+    sandbox.write(&pipeline_on(engine, epochs));
     let finished_before_kill = run_and_kill_at_checkpoint(&sandbox, "latest.json");
 
     let output = sandbox.cli(&["-v", "run", "pipeline.yaml"]);
     assert!(output.status.success(), "{}", stdout(&output));
     if finished_before_kill < 2 {
         let log = String::from_utf8_lossy(&output.stderr);
-        assert!(log.contains("resuming after epoch"), "{log}");
+        assert!(log.contains("resuming after epoch"), "{engine}: {log}");
     }
-    assert_eq!(model_hash(&sandbox), model_hash(&reference));
+    assert_eq!(model_hash(&sandbox), model_hash(&reference), "{engine}");
     assert_eq!(
         sandbox.read_artifact("train/metrics.csv").lines().count(),
         epochs + 1
+    );
+}
+
+/// Tensor names and shapes of a safetensors file, from its JSON header.
+fn tensor_shapes(path: &std::path::Path) -> Vec<(String, serde_json::Value)> {
+    let bytes = std::fs::read(path).unwrap();
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    let mut shapes: Vec<_> = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.as_str() != "__metadata__")
+        .map(|(name, entry)| (name.clone(), entry["shape"].clone()))
+        .collect();
+    shapes.sort_by(|a, b| a.0.cmp(&b.0));
+    shapes
+}
+
+/// The native kernels train what libtorch trains: from the same initial values and batches,
+/// two epochs end at the same accuracies (within float drift), in a model file with
+/// PyTorch's tensor names and shapes.
+#[test]
+fn native_training_follows_libtorch_and_writes_the_same_tensors() {
+    let native = Sandbox::new();
+    native.run(&pipeline_on("native", 2));
+    let libtorch = Sandbox::new();
+    libtorch.run(&pipeline_on("loop", 2));
+    let rows = |sandbox: &Sandbox| -> Vec<Vec<f64>> {
+        sandbox
+            .read_artifact("train/metrics.csv")
+            .lines()
+            .skip(1)
+            .map(|line| {
+                line.split(',')
+                    .take(5)
+                    .map(|v| v.parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let (ours, theirs) = (rows(&native), rows(&libtorch));
+    assert_eq!(ours.len(), 2);
+    for (a, b) in ours.iter().zip(&theirs) {
+        // epoch, train_loss (a sum over 57 batches), train_acc, test_loss, test_acc
+        assert!(
+            (a[1] - b[1]).abs() < 0.05 * b[1].abs().max(1.0),
+            "{a:?} vs {b:?}"
+        );
+        for column in [2, 4] {
+            assert!((a[column] - b[column]).abs() < 0.02, "{a:?} vs {b:?}");
+        }
+    }
+    let file = "train/model.safetensors";
+    assert_eq!(
+        tensor_shapes(&native.artifacts().join(file)),
+        tensor_shapes(&libtorch.artifacts().join(file))
     );
 }
 

@@ -8,7 +8,9 @@ use anyhow::Result;
 use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
 use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
 use pipe::nn::random::{network_seed, NetworkStructure, RandomNetwork};
-use pipe::nn::{epoch_order, AdamConfig, CellEngine, ModelConfig, RecurrentModel, Readout, Variant};
+use pipe::nn::{
+    epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel, Variant,
+};
 
 use crate::train::synthetic_reber_like;
 
@@ -57,7 +59,9 @@ pub fn run(sequences: usize) -> Result<()> {
         let networks: Vec<RandomNetwork> = structures
             .iter()
             .enumerate()
-            .map(|(i, s)| RandomNetwork::new(s.clone(), variant, Readout::LastPadded, network_seed(0, i)))
+            .map(|(i, s)| {
+                RandomNetwork::new(s.clone(), variant, Readout::LastPadded, network_seed(0, i))
+            })
             .collect::<Result<_, _>>()?;
         for &isa in &isas {
             let dense = epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?;

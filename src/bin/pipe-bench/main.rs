@@ -71,7 +71,16 @@ fn main() -> Result<()> {
         structure::run()?;
     }
     if let Some(name) = section.filter(|s| {
-        !["engine", "scale", "train", "kernels", "prune", "structure", "slurm"].contains(&s.as_str())
+        ![
+            "engine",
+            "scale",
+            "train",
+            "kernels",
+            "prune",
+            "structure",
+            "slurm",
+        ]
+        .contains(&s.as_str())
     }) {
         anyhow::bail!(
             "unknown section `{name}`; sections: engine, scale, train, kernels, prune, structure, slurm"

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use pipe::nn::native::{NativeBatch, NativeNetwork};
 use pipe::nn::{
-    epoch_order, train_epoch, Adam, AdamConfig, CellEngine, Example, ModelConfig, RecurrentModel, Variant,
+    epoch_order, train_epoch, Adam, AdamConfig, CellEngine, Example, ModelConfig, RecurrentModel,
+    Variant,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

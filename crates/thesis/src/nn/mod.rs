@@ -44,8 +44,8 @@ pub use prune::{
 };
 pub use threads::TorchThreads;
 pub use train::{
-    clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, save_checkpoint,
-    train_epoch, EpochMetrics, TrainingProgress,
+    clip_grad_norm, cross_entropy, epoch_order, evaluate, load_checkpoint, load_checkpoint_with,
+    save_checkpoint, save_checkpoint_with, train_epoch, EpochMetrics, TrainingProgress,
 };
 
 /// Everything that can go wrong in this module; file errors name the file and the tensor.

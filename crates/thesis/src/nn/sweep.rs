@@ -15,7 +15,7 @@ use super::native::{test_batches, NativeBatch, NativeNetwork, NativePass};
 use super::prune::within_tolerance;
 use super::{
     epoch_order, magnitude_masks, pruned_copy, sparsity, Adam, AdamConfig, EpochMetrics, Example,
-    NnResult, PruneTarget, RecurrentModel, StackedModels, ThresholdScope, Variant,
+    NnResult, PruneTarget, RecurrentModel, StackedModels, ThresholdScope,
 };
 
 /// Why a sweep stopped.
@@ -48,10 +48,9 @@ impl SweepError {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
-    /// The fastest for the variant on CPU (`pipe-bench prune`, 10 levels, one thread): native
-    /// for RNN-tanh, RNN-ReLU and GRU (1.7×, 1.7× and 2.3× faster than sequential), sequential
-    /// for LSTM, whose fused libtorch cell beats the native kernels (native 0.7×). On a GPU:
-    /// batched.
+    /// The fastest on CPU (`pipe-bench prune`, 10 levels, one thread): native for every variant
+    /// (with fused multiply-add: RNN-tanh 2.4×, GRU 2.4×, LSTM 1.0–1.3× sequential libtorch, whose
+    /// LSTM is oneDNN's fused cell). On a GPU: batched.
     #[default]
     Auto,
     /// Every level as a [`NativeNetwork`] (plain Rust, no libtorch), levels in parallel on
@@ -68,12 +67,11 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    /// What `auto` means for a variant; the other strategies stand for themselves.
-    pub fn resolve(self, variant: Variant) -> Strategy {
-        match (self, variant) {
-            (Strategy::Auto, Variant::Lstm) => Strategy::Sequential,
-            (Strategy::Auto, _) => Strategy::Native,
-            (chosen, _) => chosen,
+    /// What `auto` means on the CPU; the other strategies stand for themselves.
+    pub fn resolve(self) -> Strategy {
+        match self {
+            Strategy::Auto => Strategy::Native,
+            chosen => chosen,
         }
     }
 }
@@ -264,7 +262,6 @@ impl NativeLevels {
     fn state_file(dir: &Path, index: usize) -> PathBuf {
         dir.join(format!("native-{index:03}.safetensors"))
     }
-
 }
 
 /// Runs `run` on every network in parallel on `pool`; (loss, accuracy) per network.
@@ -426,7 +423,7 @@ pub fn run_sweep(
                 "the native strategy computes on the CPU only; use `batched` on a GPU",
             ))
         }
-        (chosen, _) => chosen.resolve(base.config().variant),
+        (chosen, _) => chosen.resolve(),
     };
     let groups: Vec<Vec<u32>> = match strategy {
         Strategy::Batched | Strategy::Native if !pending.is_empty() => vec![pending],
@@ -656,7 +653,7 @@ pub fn summarise(result: &LevelResult, unpruned_acc: f64, tolerance: f64) -> Lev
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{self, EpochMetrics, Example, ModelConfig, Variant};
+    use crate::nn::{self, EpochMetrics, Example, ModelConfig};
 
     fn row(epoch: usize, test_acc: f64) -> EpochMetrics {
         EpochMetrics {
@@ -730,12 +727,9 @@ mod tests {
     }
 
     #[test]
-    fn auto_takes_libtorch_for_lstm_only() {
-        assert_eq!(Strategy::Auto.resolve(Variant::Lstm), Strategy::Sequential);
-        for variant in [Variant::RnnTanh, Variant::RnnRelu, Variant::Gru] {
-            assert_eq!(Strategy::Auto.resolve(variant), Strategy::Native);
-        }
-        assert_eq!(Strategy::Batched.resolve(Variant::Gru), Strategy::Batched);
+    fn auto_is_native_on_the_cpu() {
+        assert_eq!(Strategy::Auto.resolve(), Strategy::Native);
+        assert_eq!(Strategy::Batched.resolve(), Strategy::Batched);
     }
 
     /// Known gap: a batched sweep resumed after a retraining epoch drifts by about 1e-4, which

@@ -201,6 +201,34 @@ pub fn save_checkpoint(
     adam: &Adam,
     progress: &TrainingProgress,
 ) -> NnResult<()> {
+    save_checkpoint_with(dir, model.config(), progress, |staging| {
+        model.save(&staging.join(MODEL_FILE))?;
+        adam.save(&staging.join(ADAM_FILE))
+    })
+}
+
+/// Restores the latest checkpoint in `dir` into `model` and `adam` (in place) and returns its
+/// progress, or `None` when `dir` holds no checkpoint. The model configuration must match.
+pub fn load_checkpoint(
+    dir: &Path,
+    model: &mut RecurrentModel,
+    adam: &mut Adam,
+) -> NnResult<Option<TrainingProgress>> {
+    let config = model.config().clone();
+    load_checkpoint_with(dir, &config, |epoch_dir| {
+        model.load_values(&epoch_dir.join(MODEL_FILE))?;
+        adam.load(&epoch_dir.join(ADAM_FILE))
+    })
+}
+
+/// The checkpoint protocol of [`save_checkpoint`] for any trainer: `write` stores the trainer's
+/// own files in the staging directory it is given, which becomes `dir/epoch-NNNNN/`.
+pub fn save_checkpoint_with(
+    dir: &Path,
+    config: &ModelConfig,
+    progress: &TrainingProgress,
+    write: impl FnOnce(&Path) -> NnResult<()>,
+) -> NnResult<()> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let name = epoch_dir_name(progress.epochs_done);
     let staging = dir.join(format!("{name}.tmp"));
@@ -208,8 +236,7 @@ pub fn save_checkpoint(
         std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
     }
     std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
-    model.save(&staging.join(MODEL_FILE))?;
-    adam.save(&staging.join(ADAM_FILE))?;
+    write(&staging)?;
     write_json_atomic(&staging.join(PROGRESS_FILE), progress)?;
     let target = dir.join(&name);
     if target.exists() {
@@ -218,7 +245,7 @@ pub fn save_checkpoint(
     std::fs::rename(&staging, &target).map_err(io_error(&target))?;
     let manifest = CheckpointManifest {
         epochs_done: progress.epochs_done,
-        model: model.config().clone(),
+        model: config.clone(),
     };
     write_json_atomic(&dir.join(LATEST), &manifest)?;
     for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
@@ -231,25 +258,24 @@ pub fn save_checkpoint(
     Ok(())
 }
 
-/// Restores the latest checkpoint in `dir` into `model` and `adam` (in place) and returns its
-/// progress, or `None` when `dir` holds no checkpoint. The model configuration must match.
-pub fn load_checkpoint(
+/// The reading side of [`save_checkpoint_with`]: checks the manifest against `config`, calls
+/// `read` with the latest epoch directory, and returns its progress (`None`: no checkpoint).
+pub fn load_checkpoint_with(
     dir: &Path,
-    model: &mut RecurrentModel,
-    adam: &mut Adam,
+    config: &ModelConfig,
+    read: impl FnOnce(&Path) -> NnResult<()>,
 ) -> NnResult<Option<TrainingProgress>> {
     let latest = dir.join(LATEST);
     if !latest.exists() {
         return Ok(None);
     }
     let manifest: CheckpointManifest = read_json(&latest)?;
-    if &manifest.model != model.config() {
+    if &manifest.model != config {
         return Err(NnError::Checkpoint {
             path: latest,
             reason: format!(
-                "it was written for model {:?}, not {:?}",
-                manifest.model,
-                model.config()
+                "it was written for model {:?}, not {config:?}",
+                manifest.model
             ),
         });
     }
@@ -264,8 +290,7 @@ pub fn load_checkpoint(
             ),
         });
     }
-    model.load_values(&epoch_dir.join(MODEL_FILE))?;
-    adam.load(&epoch_dir.join(ADAM_FILE))?;
+    read(&epoch_dir)?;
     Ok(Some(progress))
 }
 

@@ -1,10 +1,10 @@
 //! `rnn.prune`: magnitude pruning and retraining of a trained model (thesis experiment 2,
 //! SPEC §3). For every level p the selected recurrent matrices keep `|w| >= percentile_p(|w|)`;
 //! the pruned model is evaluated (epoch 0) and retrained with a fresh Adam and the mask fixed,
-//! evaluating on the test split after every epoch. By default (`strategy: auto`) the levels of
-//! RNN-tanh, RNN-ReLU and GRU retrain natively ([`NativeNetwork`], plain Rust, levels in parallel
-//! on `threads`) and LSTM's one at a time on libtorch (`sequential`); `batched` trains all levels
-//! as one stacked tensor program ([`StackedModels`]). Every finished epoch is checkpointed, so a
+//! evaluating on the test split after every epoch. By default (`strategy: auto`) the levels
+//! retrain natively on the CPU ([`NativeNetwork`], plain Rust, levels in parallel on `threads`);
+//! `sequential` retrains them one at a time on libtorch, `batched` all levels as one stacked
+//! tensor program ([`StackedModels`]). Every finished epoch is checkpointed, so a
 //! killed run resumes.
 
 use std::path::Path;
@@ -200,7 +200,7 @@ fn read_config(path: &Path) -> Result<ModelConfig, StageError> {
 impl Plugin for Prune {
     type Params = PruneParams;
     const KIND: &'static str = "rnn.prune";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     const HEADLINE_METRICS: &'static [&'static str] = &["unpruned_test_acc", "safe_level"];
     const ABOUT: &'static str =
         "Prune a trained model's recurrent weights by magnitude at several levels and retrain each";

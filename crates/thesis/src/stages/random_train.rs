@@ -177,7 +177,7 @@ fn write_checkpoint(path: &Path, rows: &GroupRows) -> Result<(), StageError> {
 impl Plugin for TrainRandom {
     type Params = TrainRandomParams;
     const KIND: &'static str = "rnn.train_random";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     const HEADLINE_METRICS: &'static [&'static str] = &["networks", "mean_test_acc*"];
     const ABOUT: &'static str =
         "Train one randomly structured RNN/LSTM/GRU per graph (thesis §4), many at once";

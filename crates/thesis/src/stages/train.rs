@@ -1,6 +1,7 @@
 //! `rnn.train`: trains one masked recurrent classifier (thesis experiment 1) on a `dataset.csv`,
-//! evaluating on the test split after every epoch, checkpointing every epoch so a killed run
-//! resumes at its last finished epoch and ends byte-identical to an uninterrupted one.
+//! on the native kernels or libtorch, evaluating on the test split after every epoch,
+//! checkpointing every epoch so a killed run resumes at its last finished epoch and ends
+//! byte-identical to an uninterrupted one.
 
 use crate::nn::{defaults, load_examples};
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::nn::native::{self, TrainingSettings};
 use crate::nn::{
     self, Adam, AdamConfig, CellEngine, DeviceSpec, EmbeddingInit, EpochMetrics, ModelConfig,
     Readout, RecurrentModel, TrainingProgress, Variant,
@@ -16,6 +18,19 @@ use crate::nn::{
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct Train;
+
+/// Where `rnn.train` computes. All three compute the same mathematics on masked weights and
+/// differ in the last bits, so the choice is part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainEngine {
+    /// The native kernels (`nn::native`, plain Rust, CPU only).
+    Native,
+    /// libtorch, hand-written masked cells.
+    Loop,
+    /// libtorch's fused multi-layer kernels on masked weights.
+    Fused,
+}
 
 /// Defaults are the thesis's settings (SPEC §2).
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -41,11 +56,12 @@ pub struct TrainParams {
     /// last_padded (the thesis's code) or true_length.
     #[serde(default)]
     pub readout: Readout,
-    /// How the masked cells run: `loop` (hand-written) or `fused` (libtorch kernels, masked
-    /// weights); the default picks the faster on CPU for the variant. Results differ in the last
-    /// bits, so it is part of the key.
+    /// Where the model trains: `native` (the native kernels, CPU only; the default on the CPU,
+    /// where `pipe-bench train` measures it fastest for every variant), `loop` (libtorch,
+    /// hand-written masked cells) or `fused` (libtorch's fused kernels on masked weights; the
+    /// default on a GPU). Results differ in the last bits, so it is part of the key.
     #[serde(default)]
-    pub engine: Option<CellEngine>,
+    pub engine: Option<TrainEngine>,
     /// Embedding initialisation: normal (PyTorch's nn.Embedding, what the thesis ran) or uniform.
     #[serde(default)]
     pub embedding_init: EmbeddingInit,
@@ -60,6 +76,17 @@ pub struct TrainParams {
 }
 
 impl TrainParams {
+    /// The engine this instance trains on.
+    pub fn engine(&self) -> TrainEngine {
+        self.engine.unwrap_or(if self.device.is_cpu() {
+            TrainEngine::Native
+        } else {
+            TrainEngine::Fused
+        })
+    }
+
+    /// The model's configuration; a natively trained model evaluates on libtorch with the
+    /// hand-written cells, the native kernels' reference.
     pub fn model_config(&self) -> ModelConfig {
         ModelConfig {
             variant: self.variant,
@@ -70,13 +97,10 @@ impl TrainParams {
             num_classes: 2,
             readout: self.readout,
             // On a GPU, libtorch's fused kernels are cuDNN's.
-            engine: self.engine.unwrap_or_else(|| {
-                if self.device.is_cpu() {
-                    CellEngine::fastest_on_cpu(self.variant)
-                } else {
-                    CellEngine::Fused
-                }
-            }),
+            engine: match self.engine() {
+                TrainEngine::Native | TrainEngine::Loop => CellEngine::Loop,
+                TrainEngine::Fused => CellEngine::Fused,
+            },
             embedding_init: self.embedding_init,
         }
     }
@@ -115,7 +139,8 @@ pub fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<(), StageE
 impl Plugin for Train {
     type Params = TrainParams;
     const KIND: &'static str = "rnn.train";
-    const VERSION: u32 = 1;
+    // 2: native training is the CPU default.
+    const VERSION: u32 = 2;
     const HEADLINE_METRICS: &'static [&'static str] = &["test_acc", "train_acc", "epochs"];
     const ABOUT: &'static str =
         "Train a masked RNN/LSTM/GRU classifier (Embedding → L recurrent layers → Linear)";
@@ -159,6 +184,14 @@ impl Plugin for Train {
         if p.epochs == 0 {
             return Err(("epochs".into(), "must be at least 1".into()));
         }
+        if p.engine() == TrainEngine::Native && !p.device.is_cpu() {
+            return Err((
+                "engine".into(),
+                "the native kernels run on the CPU only; use `fused` (cuDNN) on a GPU, or \
+                 `device: cpu`"
+                    .into(),
+            ));
+        }
         defaults::check_optimiser(p.batch_size, p.lr, p.clip)
     }
 
@@ -173,55 +206,107 @@ impl Plugin for Train {
         let mut model = RecurrentModel::new(config.clone(), ctx.seed)
             .and_then(|m| m.into_device(device))
             .map_err(StageError::failed)?;
-        let adam_config = AdamConfig {
-            lr: params.lr,
-            ..AdamConfig::default()
+        let progress = match params.engine() {
+            TrainEngine::Native => train_native(&params, &model, &train, &test, ctx)?,
+            TrainEngine::Loop | TrainEngine::Fused => {
+                train_libtorch(&params, &mut model, &train, &test, ctx)?
+            }
         };
-        let mut adam =
-            Adam::new(model.named_parameters(), adam_config).map_err(StageError::failed)?;
-        let mut progress = nn::load_checkpoint(&ctx.checkpoint_dir, &mut model, &mut adam)
-            .map_err(StageError::failed)?
-            .unwrap_or_default();
-        if progress.epochs_done > 0 {
-            tracing::info!(
-                "{}: resuming after epoch {}",
-                ctx.instance,
-                progress.epochs_done
-            );
-        }
-        let clip = (params.clip > 0.0).then_some(params.clip);
-        for epoch in progress.epochs_done + 1..=params.epochs {
-            let started = Instant::now();
-            let (train_loss, train_acc) = nn::train_epoch(
-                &mut model,
-                &mut adam,
-                &train,
-                params.batch_size,
-                clip,
-                ctx.seed,
-                epoch as u64,
-            )
-            .map_err(StageError::failed)?;
-            let (test_loss, test_acc) =
-                nn::evaluate(&model, &test, params.batch_size).map_err(StageError::failed)?;
-            progress.history.push(EpochMetrics {
-                epoch,
-                train_loss,
-                train_acc,
-                test_loss,
-                test_acc,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-            progress.epochs_done = epoch;
-            nn::save_checkpoint(&ctx.checkpoint_dir, &model, &adam, &progress)
-                .map_err(StageError::failed)?;
-            ctx.progress(&format!(
-                "epoch {epoch}/{} train acc {train_acc:.4} test acc {test_acc:.4}",
-                params.epochs
-            ));
-        }
         finish(ctx, &model, &config, &progress)
     }
+}
+
+fn report_epoch(ctx: &StageContext<'_>, epochs: usize, m: &EpochMetrics) {
+    ctx.progress(&format!(
+        "epoch {}/{epochs} train acc {:.4} test acc {:.4}",
+        m.epoch, m.train_acc, m.test_acc
+    ));
+}
+
+/// Trains `model` in place on the native kernels (`nn::native::train_model`).
+fn train_native(
+    params: &TrainParams,
+    model: &RecurrentModel,
+    train: &[nn::Example],
+    test: &[nn::Example],
+    ctx: &mut StageContext<'_>,
+) -> Result<TrainingProgress, StageError> {
+    let settings = TrainingSettings {
+        batch_size: params.batch_size,
+        clip_norm: (params.clip > 0.0).then_some(params.clip),
+        adam: AdamConfig {
+            lr: params.lr,
+            ..AdamConfig::default()
+        },
+        shuffle_seed: ctx.seed,
+    };
+    let ctx: &StageContext<'_> = ctx;
+    native::train_model(
+        model,
+        train,
+        test,
+        &settings,
+        params.epochs,
+        &ctx.checkpoint_dir,
+        |m| report_epoch(ctx, params.epochs, m),
+    )
+    .map_err(StageError::failed)
+}
+
+/// Trains `model` in place on libtorch, one epoch and checkpoint at a time.
+fn train_libtorch(
+    params: &TrainParams,
+    model: &mut RecurrentModel,
+    train: &[nn::Example],
+    test: &[nn::Example],
+    ctx: &mut StageContext<'_>,
+) -> Result<TrainingProgress, StageError> {
+    let adam_config = AdamConfig {
+        lr: params.lr,
+        ..AdamConfig::default()
+    };
+    let mut adam = Adam::new(model.named_parameters(), adam_config).map_err(StageError::failed)?;
+    let mut progress = nn::load_checkpoint(&ctx.checkpoint_dir, model, &mut adam)
+        .map_err(StageError::failed)?
+        .unwrap_or_default();
+    if progress.epochs_done > 0 {
+        tracing::info!(
+            "{}: resuming after epoch {}",
+            ctx.instance,
+            progress.epochs_done
+        );
+    }
+    let clip = (params.clip > 0.0).then_some(params.clip);
+    for epoch in progress.epochs_done + 1..=params.epochs {
+        let started = Instant::now();
+        let (train_loss, train_acc) = nn::train_epoch(
+            model,
+            &mut adam,
+            train,
+            params.batch_size,
+            clip,
+            ctx.seed,
+            epoch as u64,
+        )
+        .map_err(StageError::failed)?;
+        let (test_loss, test_acc) =
+            nn::evaluate(model, test, params.batch_size).map_err(StageError::failed)?;
+        progress.history.push(EpochMetrics {
+            epoch,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        progress.epochs_done = epoch;
+        nn::save_checkpoint(&ctx.checkpoint_dir, model, &adam, &progress)
+            .map_err(StageError::failed)?;
+        if let Some(last) = progress.history.last() {
+            report_epoch(ctx, params.epochs, last);
+        }
+    }
+    Ok(progress)
 }
 
 /// Writes the model, its config and the metrics; records the final accuracy as a metric.

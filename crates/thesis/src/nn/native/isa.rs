@@ -47,7 +47,10 @@ impl Isa {
 
     /// The paths this CPU runs, fastest first.
     pub fn supported() -> Vec<Isa> {
-        Isa::ALL.into_iter().filter(|isa| isa.is_supported()).collect()
+        Isa::ALL
+            .into_iter()
+            .filter(|isa| isa.is_supported())
+            .collect()
     }
 
     pub fn name(self) -> &'static str {

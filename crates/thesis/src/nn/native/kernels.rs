@@ -386,7 +386,11 @@ mod tests {
             .flat_map(|t| (0..size).map(move |b| (t, b)))
             .map(|(t, b)| f64::from(d[t * rows * size + b]) * f64::from(x[t * count * size + b]))
             .sum();
-        assert!((f64::from(all[0]) - exact).abs() < 1e-5, "{} vs {exact}", all[0]);
+        assert!(
+            (f64::from(all[0]) - exact).abs() < 1e-5,
+            "{} vs {exact}",
+            all[0]
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod kernels;
 mod layout;
 mod network;
 mod optim;
+mod train;
 mod workspace;
 
 pub use batch::NativeBatch;
@@ -36,6 +37,7 @@ pub use epoch::{test_batches, train_and_evaluate_epoch, NativePass, TrainingSett
 pub use forward::BatchOutcome;
 pub use isa::Isa;
 pub use network::NativeNetwork;
+pub use train::train_model;
 
 use crate::nn::random::{CLASS_COUNT, VOCAB_SIZE};
 
