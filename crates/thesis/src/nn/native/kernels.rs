@@ -336,8 +336,8 @@ mod tests {
 
     #[test]
     fn blocked_accumulation_is_bit_identical_to_one_axpy_per_term() {
-        // 128 and 62: full blocks, and a last batch with a remainder.
-        for size in [128usize, 62, 7] {
+        // Full blocks only (128), a block and a remainder (100), remainders only (62, 7).
+        for size in [128usize, 100, 62, 7] {
             let count = 9;
             let sources = values(count * size, 1);
             let mut weights = values(count, 2);
