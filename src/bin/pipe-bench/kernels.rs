@@ -5,13 +5,12 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
 use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
-use pipe::nn::random::{network_seed, NetworkStructure, RandomNetwork};
 use pipe::nn::{
     epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel, Variant,
 };
 
+use crate::structure::{networks, thesis_sample};
 use crate::train::synthetic_reber_like;
 
 /// Seconds for one epoch of `network` over `batches` on `isa`: the best of three epochs (the
@@ -32,12 +31,7 @@ pub fn run(sequences: usize) -> Result<()> {
     let order = epoch_order(data.len(), 1, 0);
     let dense_batches = NativeBatch::all(&data, &order, 32)?;
     let random_batches = NativeBatch::all(&data, &order, 128)?;
-    let graphs = generate_graph_set_seeded(&GenerationConfig::thesis(), 0)?;
-    let structures: Vec<NetworkStructure> = graphs
-        .iter()
-        .step_by(2)
-        .map(NetworkStructure::from_graph)
-        .collect::<Result<_, _>>()?;
+    let structures = thesis_sample()?;
     let isas: Vec<Isa> = Isa::supported()
         .into_iter()
         .filter(|&isa| isa != Isa::Portable)
@@ -56,13 +50,7 @@ pub fn run(sequences: usize) -> Result<()> {
             },
             1,
         )?;
-        let networks: Vec<RandomNetwork> = structures
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                RandomNetwork::new(s.clone(), variant, Readout::LastPadded, network_seed(0, i))
-            })
-            .collect::<Result<_, _>>()?;
+        let networks = networks(&structures, variant)?;
         for &isa in &isas {
             let dense = epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?;
             let mut random = 0.0;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
-use pipe::nn::native::{NativeBatch, NativeNetwork};
+use pipe::nn::native::{test_batches, NativeBatch, NativeNetwork};
 use pipe::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
@@ -61,7 +61,18 @@ fn stratified(sample: &[NetworkStructure], count: usize) -> Vec<NetworkStructure
         .collect()
 }
 
-fn networks(structures: &[NetworkStructure], variant: Variant) -> Result<Vec<RandomNetwork>> {
+/// 100 of the thesis generator's 200 graphs (every other one: 50 BA, 50 WS) as network
+/// structures.
+pub fn thesis_sample() -> Result<Vec<NetworkStructure>> {
+    let graphs = generate_graph_set_seeded(&GenerationConfig::thesis(), 0)?;
+    Ok(graphs
+        .iter()
+        .step_by(2)
+        .map(NetworkStructure::from_graph)
+        .collect::<Result<_, _>>()?)
+}
+
+pub fn networks(structures: &[NetworkStructure], variant: Variant) -> Result<Vec<RandomNetwork>> {
     structures
         .iter()
         .enumerate()
@@ -132,8 +143,7 @@ fn native(
         .into_iter()
         .take(batches)
         .collect();
-    let test_order: Vec<usize> = (0..test.len()).collect();
-    let test_batches = NativeBatch::all(test, &test_order, 128)?;
+    let test_batches = test_batches(test, 128)?;
     let mut train_seconds = 0.0;
     let mut test_seconds = 0.0;
     for network in networks(structures, variant)? {
@@ -237,13 +247,8 @@ pub fn run() -> Result<()> {
             .collect()
     };
     let (train, test) = (pick(Split::Train), pick(Split::Test));
-    // 100 of the thesis generator's 200 graphs (every other one: 50 BA, 50 WS), by size.
-    let graphs = generate_graph_set_seeded(&GenerationConfig::thesis(), 0)?;
-    let mut sample: Vec<NetworkStructure> = graphs
-        .iter()
-        .step_by(2)
-        .map(NetworkStructure::from_graph)
-        .collect::<Result<_, _>>()?;
+    // By size, so that subsets can be stratified.
+    let mut sample = thesis_sample()?;
     sample.sort_by_key(|s| (s.layer_count(), s.layer_sizes.iter().sum::<usize>()));
     println!(
         "structure: {} train / {} test Reber sequences, batch 128, {} of {} batches timed, \

@@ -77,6 +77,18 @@ pub struct TrainParams {
 }
 
 impl TrainParams {
+    fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            ..AdamConfig::default()
+        }
+    }
+
+    /// `clip: 0` disables clipping.
+    fn clip_norm(&self) -> Option<f64> {
+        (self.clip > 0.0).then_some(self.clip)
+    }
+
     /// The engine this instance trains on.
     pub fn engine(&self) -> TrainEngine {
         self.engine.unwrap_or(if self.device.is_cpu() {
@@ -234,11 +246,8 @@ fn train_native(
 ) -> Result<TrainingProgress, StageError> {
     let settings = TrainingSettings {
         batch_size: params.batch_size,
-        clip_norm: (params.clip > 0.0).then_some(params.clip),
-        adam: AdamConfig {
-            lr: params.lr,
-            ..AdamConfig::default()
-        },
+        clip_norm: params.clip_norm(),
+        adam: params.adam(),
         shuffle_seed: ctx.seed,
     };
     let ctx: &StageContext<'_> = ctx;
@@ -262,11 +271,8 @@ fn train_libtorch(
     test: &[nn::Example],
     ctx: &mut StageContext<'_>,
 ) -> Result<TrainingProgress, StageError> {
-    let adam_config = AdamConfig {
-        lr: params.lr,
-        ..AdamConfig::default()
-    };
-    let mut adam = Adam::new(model.named_parameters(), adam_config).map_err(StageError::failed)?;
+    let mut adam =
+        Adam::new(model.named_parameters(), params.adam()).map_err(StageError::failed)?;
     let mut progress = nn::load_checkpoint(&ctx.checkpoint_dir, model, &mut adam)
         .map_err(StageError::failed)?
         .unwrap_or_default();
@@ -277,7 +283,6 @@ fn train_libtorch(
             progress.epochs_done
         );
     }
-    let clip = (params.clip > 0.0).then_some(params.clip);
     for epoch in progress.epochs_done + 1..=params.epochs {
         let started = Instant::now();
         let (train_loss, train_acc) = nn::train_epoch(
@@ -285,7 +290,7 @@ fn train_libtorch(
             &mut adam,
             train,
             params.batch_size,
-            clip,
+            params.clip_norm(),
             ctx.seed,
             epoch as u64,
         )

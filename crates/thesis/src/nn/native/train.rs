@@ -1,5 +1,5 @@
 //! Base training of the stacked model on the native kernels (`rnn.train`'s `engine: native`):
-//! epochs in the order of [`epoch_order`], evaluation after each, a checkpoint per epoch.
+//! epochs as [`train_and_evaluate_epoch`] runs them for random networks, a checkpoint per epoch.
 
 use std::path::Path;
 use std::time::Instant;
@@ -7,12 +7,11 @@ use std::time::Instant;
 use crate::nn::batch::Example;
 use crate::nn::model::RecurrentModel;
 use crate::nn::train::{
-    epoch_order, load_checkpoint_with, save_checkpoint_with, EpochMetrics, TrainingProgress,
+    load_checkpoint_with, save_checkpoint_with, EpochMetrics, TrainingProgress,
 };
 use crate::nn::{NnError, NnResult};
 
-use super::batch::NativeBatch;
-use super::epoch::{test_batches, TrainingSettings};
+use super::epoch::{test_batches, train_and_evaluate_epoch, TrainingSettings};
 use super::NativeNetwork;
 
 /// The native state (parameters and Adam moments) inside a checkpoint's epoch directory.
@@ -30,11 +29,6 @@ pub fn train_model(
     checkpoint_dir: &Path,
     mut on_epoch: impl FnMut(&EpochMetrics),
 ) -> NnResult<TrainingProgress> {
-    if train.is_empty() || test.is_empty() || settings.batch_size == 0 {
-        return Err(NnError::InvalidData(
-            "training needs train and test examples and a batch size of at least 1".into(),
-        ));
-    }
     let mut network = NativeNetwork::from_model(model)?;
     let config = model.config().clone();
     let mut progress = load_checkpoint_with(checkpoint_dir, &config, |dir| {
@@ -47,10 +41,15 @@ pub fn train_model(
     let test = test_batches(test, settings.batch_size)?;
     for epoch in progress.epochs_done + 1..=epochs {
         let started = Instant::now();
-        let order = epoch_order(train.len(), settings.shuffle_seed, epoch as u64);
-        let batches = NativeBatch::all(train, &order, settings.batch_size)?;
-        let trained = network.train_epoch(&batches, settings.clip_norm, &settings.adam);
-        let tested = network.evaluate(&test);
+        let (trained, tested) = train_and_evaluate_epoch(
+            std::slice::from_mut(&mut network),
+            train,
+            &test,
+            settings,
+            epoch as u64,
+        )?
+        .pop()
+        .ok_or_else(|| NnError::InvalidData("an epoch of one network gave no result".into()))?;
         progress.history.push(EpochMetrics {
             epoch,
             train_loss: trained.loss,
