@@ -1,16 +1,17 @@
 //! The native kernels alone, per instruction-set path this CPU runs: one training epoch of the
 //! thesis's stacked model (E = H = 50, 3 layers, batch 32, as `rnn.train`) and of 100 random
-//! networks (batch 128, as `rnn.train_random`), per variant, on one thread.
+//! networks (batch 128, as `rnn.train_random`), per variant (`PIPE_BENCH_VARIANTS` narrows them),
+//! on one thread.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
 use pipe::nn::{
-    epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel, Variant,
+    epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel,
 };
 
-use crate::structure::{networks, thesis_sample};
+use crate::structure::{bench_variants, networks, thesis_sample};
 use crate::train::synthetic_reber_like;
 
 /// Seconds for one epoch of `network` over `batches` on `isa`: the best of three epochs (the
@@ -42,7 +43,7 @@ pub fn run(sequences: usize) -> Result<()> {
          (the portable path, a C library call per fused multiply-add, is left out)",
         structures.len()
     );
-    for variant in Variant::ALL {
+    for variant in bench_variants()? {
         let model = RecurrentModel::new(
             ModelConfig {
                 engine: CellEngine::Loop,

@@ -63,6 +63,15 @@ fn stratified(sample: &[NetworkStructure], count: usize) -> Vec<NetworkStructure
 
 /// 100 of the thesis generator's 200 graphs (every other one: 50 BA, 50 WS) as network
 /// structures.
+/// The variants to measure: `PIPE_BENCH_VARIANTS` (comma-separated), or all four.
+pub fn bench_variants() -> Result<Vec<Variant>> {
+    std::env::var("PIPE_BENCH_VARIANTS")
+        .unwrap_or_else(|_| "rnn_tanh,rnn_relu,lstm,gru".into())
+        .split(',')
+        .map(|v| v.parse().map_err(anyhow::Error::msg))
+        .collect()
+}
+
 pub fn thesis_sample() -> Result<Vec<NetworkStructure>> {
     let graphs = generate_graph_set_seeded(&GenerationConfig::thesis(), 0)?;
     Ok(graphs
@@ -224,11 +233,7 @@ fn grouped(
 pub fn run() -> Result<()> {
     tch::set_num_threads(env_or("PIPE_BENCH_THREADS", 1));
     let batches: usize = env_or("PIPE_BENCH_BATCHES", 2);
-    let variants: Vec<Variant> = std::env::var("PIPE_BENCH_VARIANTS")
-        .unwrap_or_else(|_| "rnn_tanh,rnn_relu,lstm,gru".into())
-        .split(',')
-        .map(|v| v.parse().map_err(anyhow::Error::msg))
-        .collect::<Result<_>>()?;
+    let variants = bench_variants()?;
     let sizes: Vec<usize> = std::env::var("PIPE_BENCH_GROUPS")
         .unwrap_or_else(|_| "4,16".into())
         .split(',')

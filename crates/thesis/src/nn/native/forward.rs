@@ -7,7 +7,8 @@ use crate::nn::Variant;
 use super::batch::NativeBatch;
 use super::isa::Isa;
 use super::kernels::{
-    accumulate, accumulate_rows, axpy, masked_weights, sigmoid_in_place, tanh, tanh_in_place,
+    accumulate_rows, axpy, masked_weights, preactivation, sigmoid_in_place, tanh, tanh_in_place,
+    Terms,
 };
 use super::layout::ConnectionLayout;
 use super::workspace::{resize_for_overwrite, resize_zeroed, ConnectionState};
@@ -202,15 +203,17 @@ fn forward_connection(
         let h = &mut rest[..block];
         let z = &mut state.gates[t * rows * size..(t + 1) * rows * size];
         let x = &input[t * width * size..(t + 1) * width * size];
-        for j in 0..rows {
-            let bias = if j < folded_rows {
+        let bias = |j: usize| {
+            if j < folded_rows {
                 bias_ih[j] + bias_hh[j]
             } else {
                 bias_ih[j]
-            };
-            z[j * size..(j + 1) * size].fill(bias);
-        }
+            }
+        };
         if dense {
+            for j in 0..rows {
+                z[j * size..(j + 1) * size].fill(bias(j));
+            }
             accumulate_rows(z, dense_ih, width, x, size);
             if let Some(previous) = previous {
                 accumulate_rows(
@@ -228,13 +231,23 @@ fn forward_connection(
                     &weight_ih[j * width..(j + 1) * width],
                     &mask_ih[j * width..(j + 1) * width],
                 );
-                accumulate(row, width, |p| ih[p] * mask_row[p], x, size);
-                if let Some(previous) = previous {
-                    if j < folded_rows {
+                let input_terms = Terms {
+                    count: width,
+                    weight: |p| ih[p] * mask_row[p],
+                    sources: x,
+                };
+                match previous.filter(|_| j < folded_rows) {
+                    Some(previous) => {
                         let hh = &weight_hh[j * hidden..(j + 1) * hidden];
                         let mask_row = &mask_hh[j * hidden..(j + 1) * hidden];
-                        accumulate(row, hidden, |k| hh[k] * mask_row[k], previous, size);
+                        let recurrent_terms = Terms {
+                            count: hidden,
+                            weight: |k| hh[k] * mask_row[k],
+                            sources: previous,
+                        };
+                        preactivation(row, bias(j), &input_terms, &recurrent_terms, size);
                     }
+                    None => preactivation(row, bias(j), &input_terms, &Terms::none(), size),
                 }
             }
         }
@@ -280,11 +293,19 @@ fn forward_connection(
                 let hn = &mut state.aux[t * block..(t + 1) * block];
                 for u in 0..hidden {
                     let row = &mut hn[u * size..(u + 1) * size];
-                    row.fill(bias_hh[2 * hidden + u]);
-                    if let (Some(previous), false) = (previous, dense) {
-                        let span = (2 * hidden + u) * hidden..(2 * hidden + u + 1) * hidden;
-                        let (hh, mask_row) = (&weight_hh[span.clone()], &mask_hh[span]);
-                        accumulate(row, hidden, |k| hh[k] * mask_row[k], previous, size);
+                    let bias = bias_hh[2 * hidden + u];
+                    match (previous, dense) {
+                        (Some(previous), false) => {
+                            let span = (2 * hidden + u) * hidden..(2 * hidden + u + 1) * hidden;
+                            let (hh, mask_row) = (&weight_hh[span.clone()], &mask_hh[span]);
+                            let recurrent_terms = Terms {
+                                count: hidden,
+                                weight: |k| hh[k] * mask_row[k],
+                                sources: previous,
+                            };
+                            preactivation(row, bias, &recurrent_terms, &Terms::none(), size);
+                        }
+                        _ => row.fill(bias),
                     }
                 }
                 if let (Some(previous), true) = (previous, dense) {

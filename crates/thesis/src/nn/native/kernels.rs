@@ -61,6 +61,94 @@ pub(super) fn accumulate(
     }
 }
 
+/// One sum of [`preactivation`]: `count` terms `weight(r) · sources[r·size ..]`.
+pub(super) struct Terms<'a, W: Fn(usize) -> f32> {
+    pub(super) count: usize,
+    pub(super) weight: W,
+    pub(super) sources: &'a [f32],
+}
+
+impl<'a> Terms<'a, fn(usize) -> f32> {
+    /// No terms (a row without a recurrent part, or the first step).
+    pub(super) fn none() -> Self {
+        Terms {
+            count: 0,
+            weight: |_| 0.0,
+            sources: &[],
+        }
+    }
+}
+
+/// `out[i] = bias + Σ_r a(r)·a.sources[r·size + i] + Σ_r b(r)·b.sources[r·size + i]`, each sum in
+/// ascending r with zero weights skipped: the same bits as `out.fill(bias)` and [`accumulate`]
+/// with `a`, then with `b`, but one pass, each block held in registers from the bias to the last
+/// term. For the small rows of randomly structured networks the separate fill and the store and
+/// reload between the two sums were a fifth of the forward pass.
+#[inline(always)]
+pub(super) fn preactivation<A: Fn(usize) -> f32, B: Fn(usize) -> f32>(
+    out: &mut [f32],
+    bias: f32,
+    a: &Terms<'_, A>,
+    b: &Terms<'_, B>,
+    size: usize,
+) {
+    const LANES: usize = 64;
+    // A fixed-size block, so the compiler keeps its lanes in registers.
+    #[inline(always)]
+    fn add_block<W: Fn(usize) -> f32>(
+        lanes: &mut [f32; LANES],
+        start: usize,
+        terms: &Terms<'_, W>,
+        size: usize,
+    ) {
+        for r in 0..terms.count {
+            let w = (terms.weight)(r);
+            if w == 0.0 {
+                continue;
+            }
+            let at = r * size + start;
+            let Ok(source) = <&[f32; LANES]>::try_from(&terms.sources[at..at + LANES]) else {
+                continue;
+            };
+            for l in 0..LANES {
+                lanes[l] = w.mul_add(source[l], lanes[l]);
+            }
+        }
+    }
+    #[inline(always)]
+    fn add_tail<W: Fn(usize) -> f32>(
+        tail: &mut [f32],
+        start: usize,
+        terms: &Terms<'_, W>,
+        size: usize,
+    ) {
+        for r in 0..terms.count {
+            let w = (terms.weight)(r);
+            if w != 0.0 {
+                axpy(
+                    w,
+                    &terms.sources[r * size + start..r * size + start + tail.len()],
+                    tail,
+                );
+            }
+        }
+    }
+    let full = out.len() / LANES * LANES;
+    for (block, chunk) in out[..full].chunks_exact_mut(LANES).enumerate() {
+        let start = block * LANES;
+        let mut lanes = [bias; LANES];
+        add_block(&mut lanes, start, a, size);
+        add_block(&mut lanes, start, b, size);
+        chunk.copy_from_slice(&lanes);
+    }
+    if full < out.len() {
+        let tail = &mut out[full..];
+        tail.fill(bias);
+        add_tail(tail, full, a, size);
+        add_tail(tail, full, b, size);
+    }
+}
+
 /// `out` (`rows × size`) += `weights` (`rows × count`, row-major) · `sources` (`count × size`):
 /// [`accumulate`] for a dense matrix, four rows at a time so each source load serves four
 /// rows. Per lane the terms are added in ascending r as there; zero weights are not skipped.
@@ -350,6 +438,40 @@ mod tests {
             accumulate(&mut blocked, count, |r| weights[r], &sources, size);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&blocked), bits(&expected), "size {size}");
+        }
+    }
+
+    #[test]
+    fn a_preactivation_is_bit_identical_to_a_fill_and_two_accumulations() {
+        for size in [128usize, 100, 62, 7] {
+            let (count_a, count_b) = (9, 4);
+            let sources_a = values(count_a * size, 6);
+            let sources_b = values(count_b * size, 7);
+            let mut weights_a = values(count_a, 8);
+            weights_a[2] = 0.0;
+            let weights_b = values(count_b, 9);
+            let bias = 0.37;
+            let mut expected = vec![bias; size];
+            accumulate(&mut expected, count_a, |r| weights_a[r], &sources_a, size);
+            accumulate(&mut expected, count_b, |r| weights_b[r], &sources_b, size);
+            let mut fused = values(size, 10);
+            let a = Terms {
+                count: count_a,
+                weight: |r| weights_a[r],
+                sources: &sources_a,
+            };
+            let b = Terms {
+                count: count_b,
+                weight: |r| weights_b[r],
+                sources: &sources_b,
+            };
+            preactivation(&mut fused, bias, &a, &b, size);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fused), bits(&expected), "size {size}");
+            preactivation(&mut fused, bias, &a, &Terms::none(), size);
+            let mut only_a = vec![bias; size];
+            accumulate(&mut only_a, count_a, |r| weights_a[r], &sources_a, size);
+            assert_eq!(bits(&fused), bits(&only_a), "size {size}, no second sum");
         }
     }
 
