@@ -340,6 +340,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             pipe_engine::phases::mark("plan expanded, cache opened");
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let mut history = RunRecord::start(file, arguments, *dry_run);
+            history.stages = plan.stage_names().into_iter().map(String::from).collect();
             if *dry_run {
                 let lines = print_status(&plan, &store, force)?;
                 let instances = lines
@@ -353,6 +354,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                             RunOutcome::WouldRun
                         },
                         seconds: 0.0,
+                        columns: crate::experiments::instance_columns(&plan.instances[*i], None),
                     })
                     .collect();
                 record_history(&store, &mut history, Some(instances));
@@ -389,7 +391,11 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                 }
                 other => other?,
             };
-            record_history(&store, &mut history, Some(run_instances(&summary)));
+            record_history(
+                &store,
+                &mut history,
+                Some(run_instances(&plan, &store, &summary)),
+            );
             pipe_engine::phases::mark("run recorded");
             print_summary(&summary, &cli.artifacts);
             let code = if summary.success() { 0 } else { 1 };
@@ -438,7 +444,6 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                     format,
                 },
         } => {
-            let plan = Plan::load(registry, file)?;
             let store = open_store(&cli.cache)?;
             let path = file.canonicalize().unwrap_or_else(|_| file.clone());
             let head = store
@@ -455,7 +460,11 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
                     )
                 })?;
             let record = store.load_run(&head)?;
-            let tables = crate::experiments::tables(&plan, &store, &record, sort.as_deref());
+            // A record of an older version lacks the columns: they come from the file as it is
+            // now and the instances' records.
+            let rows =
+                crate::experiments::run_rows(&record, &store, || Plan::load(registry, file))?;
+            let tables = crate::experiments::tables(&rows, sort.as_deref());
             print_tables(&tables, *format)?;
             Ok(0)
         }
@@ -691,12 +700,14 @@ fn record_history(store: &Store, record: &mut RunRecord, instances: Option<Vec<R
     }
 }
 
-/// Each instance of a finished run, for its history record.
-fn run_instances(summary: &RunSummary) -> Vec<RunInstance> {
+/// Each instance of a finished run, for its history record, with what `exp show` tabulates.
+fn run_instances(plan: &Plan, store: &Store, summary: &RunSummary) -> Vec<RunInstance> {
+    let columns = crate::experiments::report_columns(plan, store, &summary.reports);
     summary
         .reports
         .iter()
-        .map(|r| {
+        .zip(columns)
+        .map(|(r, columns)| {
             let (outcome, seconds) = match &r.outcome {
                 Outcome::Ran { seconds, .. } => (RunOutcome::Ran, *seconds),
                 Outcome::Cached { cutoff: false } => (RunOutcome::Cached, 0.0),
@@ -709,6 +720,7 @@ fn run_instances(summary: &RunSummary) -> Vec<RunInstance> {
                 key: r.key.clone(),
                 outcome,
                 seconds,
+                columns,
             }
         })
         .collect()

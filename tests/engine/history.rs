@@ -158,6 +158,53 @@ fn exp_show_tabulates_the_base_models_test_accuracy() {
 }
 
 #[test]
+fn exp_show_reads_a_run_from_its_record_alone() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write(
+        "stages:\n  data:\n    uses: data.reber\n    foreach: {total: [200, 300]}\n    \
+         with: {total: '${total}', test: {count: 50}}\n",
+    );
+    let file_arg = file.to_str().unwrap();
+    assert!(sandbox.cli(&["run", file_arg]).status.success());
+    // The second run reuses both instances: their metrics come from the cache's index.
+    assert!(sandbox.cli(&["run", file_arg]).status.success());
+    let show = || stdout(&sandbox.cli(&["exp", "show", file_arg, "--format", "csv"]));
+    let table = show();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0], "stage,instance,total,invalid,mode_length,test,train,valid",
+        "{table}"
+    );
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[1].starts_with("data,data[200],200,") && lines[1].contains(",50,150,"));
+    assert!(lines[2].starts_with("data,data[300],300,") && lines[2].contains(",50,250,"));
+
+    // A run record of an older version, without the columns, is tabulated from the file and
+    // the records as before.
+    let runs = sandbox.cache().join("runs");
+    let latest = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".head.json"))
+        .max()
+        .unwrap();
+    let original = std::fs::read(&latest).unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    record.as_object_mut().unwrap().remove("stages");
+    for instance in record["instances"].as_array_mut().unwrap() {
+        instance.as_object_mut().unwrap().remove("columns");
+    }
+    std::fs::write(&latest, serde_json::to_vec(&record).unwrap()).unwrap();
+    assert_eq!(show(), table);
+
+    // With the columns, neither the pipeline file nor the instances' records are read.
+    std::fs::write(&latest, original).unwrap();
+    std::fs::write(&file, "stages: [not a pipeline\n").unwrap();
+    std::fs::remove_dir_all(sandbox.cache().join("records")).unwrap();
+    assert_eq!(show(), table);
+}
+
+#[test]
 fn set_overrides_rerun_exactly_what_they_reach_and_bad_ones_are_refused() {
     let sandbox = Sandbox::new();
     sandbox.write(crate::engine::caching::HELLO);

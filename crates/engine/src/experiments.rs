@@ -2,16 +2,18 @@
 //! differ between the instances of its stage, and its plugin's headline metrics: the table a
 //! researcher pastes into a paper.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use indexmap::IndexMap;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::compare::at;
-use crate::exec::changed_keys;
-use crate::plan::Plan;
-use crate::spec::scalar_text;
-use crate::store::{Record, RunRecord, Store};
+use crate::exec::{changed_keys, InstanceReport, Outcome};
+use crate::plan::{Instance, Plan};
+use crate::spec::{scalar_text, SpecErrors};
+use crate::store::{InstanceColumns, RawJson, Record, RunRecord, Store};
 
 /// One stage's rows, all with the same columns.
 #[derive(Debug, Clone, Serialize)]
@@ -41,93 +43,192 @@ fn headline(patterns: &[&str], name: &str) -> bool {
         })
 }
 
-/// The tables of `run` for the stages of `plan`, in file order; `sort` orders each stage's rows
-/// by that metric, largest first.
-pub fn tables(plan: &Plan, store: &Store, run: &RunRecord, sort: Option<&str>) -> Vec<StageTable> {
+/// What a run notes of an instance for `exp show` ([`InstanceColumns`], borrowed).
+#[derive(Serialize)]
+struct ColumnsOf<'a> {
+    stage: &'a str,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    matrix: IndexMap<&'a str, String>,
+    params: &'a serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics: Option<serde_json::Value>,
+}
+
+/// The columns a run notes of `instance`: its stage, matrix values and parameters, and those of
+/// `metrics` its plugin calls headline.
+pub fn instance_columns(instance: &Instance, metrics: Option<&RawJson>) -> Option<RawJson> {
+    let patterns = instance.plugin.headline_metrics();
+    let metrics = metrics
+        .and_then(|m| m.parse::<serde_json::Value>().ok())
+        .map(|metrics| match metrics {
+            serde_json::Value::Object(all) => serde_json::Value::Object(
+                all.into_iter()
+                    .filter(|(name, _)| headline(patterns, name))
+                    .collect(),
+            ),
+            other => other,
+        });
+    let columns = ColumnsOf {
+        stage: &instance.stage,
+        matrix: instance
+            .matrix
+            .iter()
+            .map(|(k, v)| (k.as_str(), scalar_text(v).unwrap_or_default()))
+            .collect(),
+        params: &instance.resolved.params,
+        metrics,
+    };
+    RawJson::of(&columns).ok()
+}
+
+/// The columns of every instance `reports` name, for their run's record: metrics from the
+/// cache's index, the rest from the plan; in parallel.
+pub fn report_columns(
+    plan: &Plan,
+    store: &Store,
+    reports: &[InstanceReport],
+) -> Vec<Option<RawJson>> {
+    let with_metrics: Vec<&str> = reports
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Ran { .. } | Outcome::Cached { .. }))
+        .filter_map(|r| r.key.as_deref())
+        .collect();
+    let found: HashMap<&str, RawJson> = with_metrics
+        .iter()
+        .zip(store.records_metrics(&with_metrics))
+        .filter_map(|(hex, metrics)| Some((*hex, metrics?)))
+        .collect();
+    reports
+        .par_iter()
+        .map(|r| {
+            let metrics = match r.outcome {
+                Outcome::Ran { .. } | Outcome::Cached { .. } => {
+                    r.key.as_deref().and_then(|k| found.get(k))
+                }
+                _ => None,
+            };
+            instance_columns(&plan.instances[r.index], metrics)
+        })
+        .collect()
+}
+
+/// A run's stages in file order and its instances, each with its columns.
+pub struct RunRows {
+    pub stages: Vec<String>,
+    pub rows: Vec<(String, InstanceColumns)>,
+}
+
+/// The stages and the instances of `run` with their columns: from the record itself, or, for a
+/// record of an older version that did not note them, from the plan of the pipeline as it is now
+/// (`legacy_plan`) and one record read per instance.
+pub fn run_rows(
+    run: &RunRecord,
+    store: &Store,
+    legacy_plan: impl FnOnce() -> Result<Plan, SpecErrors>,
+) -> Result<RunRows, SpecErrors> {
+    if run.instances.iter().all(|i| i.columns.is_some()) && !run.stages.is_empty() {
+        let rows = run
+            .instances
+            .par_iter()
+            .filter_map(|i| Some((i.name.clone(), i.columns.as_ref()?.parse().ok()?)))
+            .collect();
+        return Ok(RunRows {
+            stages: run.stages.clone(),
+            rows,
+        });
+    }
+    let plan = legacy_plan()?;
     let keys: BTreeMap<&str, Option<&str>> = run
         .instances
         .iter()
         .map(|i| (i.name.as_str(), i.key.as_deref()))
         .collect();
+    // One file read and parse per instance: in parallel.
+    let rows = plan
+        .instances
+        .par_iter()
+        .filter_map(|instance| {
+            let key = keys.get(instance.name.as_str())?;
+            let record: Option<Record> = key.and_then(|k| store.record_by_hex(k));
+            let metrics = record
+                .as_ref()
+                .and_then(|r| RawJson::of(r.metrics.as_ref()?).ok());
+            let mut columns: InstanceColumns =
+                instance_columns(instance, metrics.as_ref())?.parse().ok()?;
+            if let Some(record) = record {
+                columns.params = record.material.params;
+            }
+            Some((instance.name.clone(), columns))
+        })
+        .collect();
+    let stages = plan.stage_names().into_iter().map(String::from).collect();
+    Ok(RunRows { stages, rows })
+}
+
+/// One table per stage of `run`, in file order; `sort` orders each stage's rows by that metric,
+/// largest first.
+pub fn tables(run: &RunRows, sort: Option<&str>) -> Vec<StageTable> {
     let mut out = Vec::new();
-    for stage in plan.stage_names() {
-        let instances: Vec<_> = plan.instances.iter().filter(|i| i.stage == stage).collect();
-        // One file read and parse per instance: in parallel.
-        let records: Vec<(_, Option<Record>)> = instances
-            .par_iter()
-            .filter(|i| keys.contains_key(i.name.as_str()))
-            .map(|i| {
-                (
-                    *i,
-                    keys[i.name.as_str()].and_then(|k| store.record_by_hex(k)),
-                )
-            })
+    for stage in &run.stages {
+        let records: Vec<(&str, &InstanceColumns)> = run
+            .rows
+            .iter()
+            .filter(|(_, c)| c.stage == *stage)
+            .map(|(name, c)| (name.as_str(), c))
             .collect();
-        if records.is_empty() {
+        let Some((_, first)) = records.first() else {
             continue;
-        }
-        let matrix_keys: Vec<String> = instances[0].matrix.keys().cloned().collect();
+        };
+        let matrix_keys: Vec<String> = first.matrix.keys().cloned().collect();
         // Parameters that differ between this stage's instances.
         let mut varying: BTreeSet<String> = BTreeSet::new();
-        let params: Vec<&serde_json::Value> = records
-            .iter()
-            .filter_map(|(_, r)| r.as_ref().map(|r| &r.material.params))
-            .collect();
-        for pair in params.windows(2) {
-            varying.extend(changed_keys(pair[0], pair[1]));
+        for pair in records.windows(2) {
+            varying.extend(changed_keys(&pair[0].1.params, &pair[1].1.params));
         }
         // A parameter that only repeats a matrix value (`variant: ${variant}`) has its column.
         varying.retain(|path| {
             !matrix_keys.iter().any(|key| {
-                records.iter().all(|(instance, record)| {
-                    let param = record.as_ref().and_then(|r| at(&r.material.params, path));
-                    let value = instance.matrix.get(key).and_then(scalar_text);
-                    param.map(|p| cell(Some(p))) == value
+                records.iter().all(|(_, columns)| {
+                    at(&columns.params, path).map(|p| cell(Some(p))).as_ref()
+                        == columns.matrix.get(key)
                 })
             })
         });
-        let patterns = instances[0].plugin.headline_metrics();
         let mut metric_names: BTreeSet<String> = BTreeSet::new();
-        for (_, record) in &records {
-            if let Some(serde_json::Value::Object(m)) =
-                record.as_ref().and_then(|r| r.metrics.as_ref())
-            {
-                metric_names.extend(m.keys().filter(|k| headline(patterns, k)).cloned());
+        for (_, columns) in &records {
+            if let Some(serde_json::Value::Object(m)) = &columns.metrics {
+                metric_names.extend(m.keys().cloned());
             }
         }
-        let mut columns = vec!["instance".to_string()];
-        columns.extend(matrix_keys.iter().cloned());
-        columns.extend(varying.iter().cloned());
-        columns.extend(metric_names.iter().cloned());
-        let mut rows: Vec<(Option<f64>, Vec<String>)> = Vec::new();
-        for (instance, record) in &records {
-            let mut row = vec![instance.name.clone()];
-            row.extend(matrix_keys.iter().map(|k| {
-                instance
-                    .matrix
-                    .get(k)
-                    .and_then(scalar_text)
-                    .unwrap_or_default()
-            }));
-            let metrics = record.as_ref().and_then(|r| r.metrics.as_ref());
+        let mut header = vec!["instance".to_string()];
+        header.extend(matrix_keys.iter().cloned());
+        header.extend(varying.iter().cloned());
+        header.extend(metric_names.iter().cloned());
+        let mut table: Vec<(Option<f64>, Vec<String>)> = Vec::new();
+        for (name, columns) in &records {
+            let mut row = vec![name.to_string()];
+            row.extend(
+                matrix_keys
+                    .iter()
+                    .map(|k| columns.matrix.get(k).cloned().unwrap_or_default()),
+            );
             for path in &varying {
-                row.push(cell(
-                    record.as_ref().and_then(|r| at(&r.material.params, path)),
-                ));
+                row.push(cell(at(&columns.params, path)));
             }
+            let metrics = columns.metrics.as_ref();
             for name in &metric_names {
                 row.push(cell(metrics.and_then(|m| m.get(name))));
             }
             let order = sort.and_then(|s| metrics?.get(s)?.as_f64());
-            rows.push((order, row));
+            table.push((order, row));
         }
         if sort.is_some() {
-            rows.sort_by(|a, b| b.0.unwrap_or(f64::MIN).total_cmp(&a.0.unwrap_or(f64::MIN)));
+            table.sort_by(|a, b| b.0.unwrap_or(f64::MIN).total_cmp(&a.0.unwrap_or(f64::MIN)));
         }
         out.push(StageTable {
-            stage: stage.to_string(),
-            columns,
-            rows: rows.into_iter().map(|(_, r)| r).collect(),
+            stage: stage.clone(),
+            columns: header,
+            rows: table.into_iter().map(|(_, r)| r).collect(),
         });
     }
     out

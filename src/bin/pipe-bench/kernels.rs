@@ -7,9 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
-use pipe::nn::{
-    epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel,
-};
+use pipe::nn::{epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel};
 
 use crate::structure::{bench_variants, networks, thesis_sample};
 use crate::train::synthetic_reber_like;

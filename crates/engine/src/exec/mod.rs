@@ -123,6 +123,8 @@ impl Event<'_> {
 
 #[derive(Debug, Clone)]
 pub struct InstanceReport {
+    /// The instance's index in the plan.
+    pub index: usize,
     pub name: String,
     pub stage: String,
     pub key: Option<String>,
@@ -276,6 +278,7 @@ pub fn run_with(
         .iter()
         .filter_map(|&i| {
             outcomes[i].take().map(|(outcome, key)| InstanceReport {
+                index: i,
                 name: plan.instances[i].name.clone(),
                 stage: plan.instances[i].stage.clone(),
                 key,

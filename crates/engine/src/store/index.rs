@@ -17,13 +17,15 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{hash_file_parallel, write_atomic, Key, OutputKind, OutputRecord, Result, Store};
+use super::{
+    hash_file_parallel, write_atomic, Key, OutputKind, OutputRecord, RawJson, Result, Store,
+};
 
 /// The index's file under the cache root.
 const INDEX_FILE: &str = "index.json";
 
 /// Bumped when the file's shape changes; an index of another format is ignored and rebuilt.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 
 /// How old a file's last change must be for its stamp to be kept ([`Stamp::settled`]).
 const SETTLE_SECONDS: u64 = 2;
@@ -80,6 +82,10 @@ pub struct IndexedRecord {
     /// its entries with their sizes. A file output is its one object, named in `outputs`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub directories: BTreeMap<String, Vec<(String, Option<u64>)>>,
+    /// The record's metrics, so a run can note a reused instance's metrics in its history
+    /// without reading the record; as text, since a hit needs none of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<RawJson>,
 }
 
 impl IndexedRecord {
@@ -271,7 +277,12 @@ impl Store {
         let Some(record) = self.record(key)? else {
             return Ok(None);
         };
-        let entry = self.index_entry(stamp, record.outputs, record.seconds);
+        let entry = self.index_entry(
+            stamp,
+            record.outputs,
+            record.seconds,
+            record.metrics.as_ref(),
+        );
         if entry.complete() {
             self.with_index(|index| index.insert_record(&hex, entry.clone()));
         }
@@ -285,6 +296,7 @@ impl Store {
         record: Stamp,
         outputs: BTreeMap<String, OutputRecord>,
         seconds: f64,
+        metrics: Option<&serde_json::Value>,
     ) -> IndexedRecord {
         let mut directories = BTreeMap::new();
         for (name, output) in &outputs {
@@ -301,7 +313,30 @@ impl Store {
             outputs,
             seconds,
             directories,
+            metrics: metrics.and_then(|m| RawJson::of(m).ok()),
         }
+    }
+
+    /// The metrics of the records with keys `hexes`: from the index where it holds the record
+    /// (as it does for every record this process wrote or reused), else from the record file.
+    pub fn records_metrics(&self, hexes: &[&str]) -> Vec<Option<RawJson>> {
+        let indexed: Vec<Option<Option<RawJson>>> = self.with_index(|index| {
+            hexes
+                .iter()
+                .map(|hex| index.record(hex).map(|r| r.metrics.clone()))
+                .collect()
+        });
+        indexed
+            .into_iter()
+            .zip(hexes)
+            .map(|(found, hex)| match found {
+                Some(metrics) => metrics,
+                None => self
+                    .record_by_hex(hex)
+                    .and_then(|r| r.metrics)
+                    .and_then(|m| RawJson::of(&m).ok()),
+            })
+            .collect()
     }
 
     /// The cached result of `key`, every object checked: by its stamp where it was verified

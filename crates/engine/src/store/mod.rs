@@ -21,6 +21,7 @@ mod key;
 mod lock;
 mod maintenance;
 mod objects;
+mod raw;
 mod runs;
 
 use std::collections::BTreeMap;
@@ -36,7 +37,8 @@ pub use index::{Cached, FileIdentity, IndexedRecord};
 pub use key::{InputHash, Key, KeyMaterial};
 pub use lock::{CacheLock, KeyLock};
 pub use maintenance::{GcReport, RecordScan, VerifyProblem, VerifyReport};
-pub use runs::{RunHead, RunInstance, RunOutcome, RunRecord, RunState};
+pub use raw::RawJson;
+pub use runs::{InstanceColumns, RunHead, RunInstance, RunOutcome, RunRecord, RunState};
 
 /// Errors of the cache itself (I/O, corrupt records).
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +234,7 @@ impl Store {
                 index::Stamp::of(&meta),
                 record.outputs.clone(),
                 record.seconds,
+                record.metrics.as_ref(),
             );
             if entry.complete() {
                 self.with_index(|index| index.insert_record(&record.key, entry));
@@ -289,6 +292,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::BadRecord {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+fn write_json_compact_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::BadRecord {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
