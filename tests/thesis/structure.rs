@@ -521,3 +521,33 @@ fn an_isa_this_cpu_lacks_is_refused() {
     }
     assert_eq!(native.isa(), Isa::Portable);
 }
+
+/// A pruned model multiplied as dense matrices (its zeros included) and term by term (masked
+/// weights skipped) trains to the same bits, at a mixed and at a complete pruning level.
+#[test]
+fn a_pruned_model_gives_the_same_bits_dense_or_term_by_term() {
+    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let data = examples(200);
+    let isa = Isa::best();
+    for variant in Variant::ALL {
+        let config = ModelConfig {
+            hidden_size: 21,
+            embedding_dim: 13,
+            num_layers: 2,
+            ..ModelConfig::thesis(variant)
+        };
+        let base = RecurrentModel::new(config, 5).unwrap();
+        for (target, level) in [(PruneTarget::Both, 80.0), (PruneTarget::Hh, 100.0)] {
+            let masks = magnitude_masks(&base, target, ThresholdScope::Global, level).unwrap();
+            let model = pruned_copy(&base, &masks).unwrap();
+            let dense = bits_after_training(NativeNetwork::from_model(&model).unwrap(), isa, &data);
+            let mut term_by_term = NativeNetwork::from_model(&model).unwrap();
+            term_by_term.set_dense(false);
+            assert!(
+                bits_after_training(term_by_term, isa, &data) == dense,
+                "{variant}, {} pruned {level} %: the two ways differ",
+                target.name()
+            );
+        }
+    }
+}

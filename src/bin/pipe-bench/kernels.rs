@@ -1,12 +1,14 @@
 //! The native kernels alone, per instruction-set path this CPU runs: one training epoch of the
 //! thesis's stacked model (E = H = 50, 3 layers, batch 32, as `rnn.train`) and of 100 random
 //! networks (batch 128, as `rnn.train_random`), per variant (`PIPE_BENCH_VARIANTS` narrows them),
-//! on one thread.
+//! on one thread; and the pruned thesis model multiplied as dense matrices against term by term
+//! with the masked weights skipped.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
+use pipe::nn::prune::{magnitude_masks, pruned_copy, PruneTarget, ThresholdScope};
 use pipe::nn::{epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel};
 
 use crate::structure::{bench_variants, networks, thesis_sample};
@@ -66,6 +68,27 @@ pub fn run(sequences: usize) -> Result<()> {
                 isa.name()
             );
         }
+        // The pruned thesis model: dense matrices with zeros vs masked weights skipped.
+        let best = Isa::best();
+        let mut cells = Vec::new();
+        for level in PRUNED_LEVELS {
+            let masks = magnitude_masks(&model, PruneTarget::Both, ThresholdScope::Global, level)?;
+            let pruned = pruned_copy(&model, &masks)?;
+            let dense = epoch_seconds(NativeNetwork::from_model(&pruned)?, best, &dense_batches)?;
+            let mut term_by_term = NativeNetwork::from_model(&pruned)?;
+            term_by_term.set_dense(false);
+            let skipped = epoch_seconds(term_by_term, best, &dense_batches)?;
+            cells.push(format!("{level:.0} % {dense:.3} / {skipped:.3} s"));
+        }
+        println!(
+            "  {:<9} {:<9} pruned (both) thesis model, dense / masked weights skipped: {}",
+            variant.name(),
+            best.name(),
+            cells.join(", ")
+        );
     }
     Ok(())
 }
+
+/// Pruning levels at which the pruned model's two ways of multiplying are compared.
+const PRUNED_LEVELS: [f64; 4] = [50.0, 80.0, 90.0, 100.0];

@@ -163,6 +163,14 @@ impl NativeNetwork {
         Ok(())
     }
 
+    /// Whether the recurrent matrices are multiplied as dense matrices (masked weights as
+    /// zeros, four rows at a time) or term by term with masked weights skipped. Both give the
+    /// same bits: a skipped term is a zero product, and adding one changes no sum, since every
+    /// sum starts from a bias or +0 and so is never −0.
+    pub fn set_dense(&mut self, dense: bool) {
+        self.layout.dense = dense;
+    }
+
     /// The build of the kernels this network runs on.
     pub fn isa(&self) -> Isa {
         self.isa
