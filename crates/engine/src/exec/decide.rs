@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use crate::plan::{InputBinding, Instance};
-use crate::store::{Cached, FileIdentity, InputHash, KeyMaterial, OutputRecord, Store};
+use crate::store::{Cached, FileIdentity, InputHash, KeyMaterial, OutputMap, Store};
 
 /// Why an instance runs. Shown by `pipe status` and in `-v` logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub fn timings_table(
 /// fan-in's entries.
 pub fn key_material(
     instance: &Instance,
-    upstream: &dyn Fn(usize) -> Option<BTreeMap<String, OutputRecord>>,
+    upstream: &dyn Fn(usize) -> Option<OutputMap>,
     all: &[Instance],
     timings: Option<&str>,
 ) -> Option<KeyMaterial> {
@@ -146,7 +146,7 @@ pub fn key_material(
 pub enum Lookup {
     /// Reusable: the key's outputs, every object intact, and the producing run's seconds.
     Hit {
-        outputs: BTreeMap<String, OutputRecord>,
+        outputs: OutputMap,
         seconds: f64,
         identities: HashMap<String, FileIdentity>,
     },

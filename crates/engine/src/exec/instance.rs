@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::plan::{InputBinding, Plan};
 use crate::stage::{InputPaths, StageContext};
-use crate::store::{Key, KeyMaterial, OutputRecord, Record, Store};
+use crate::store::{Key, KeyMaterial, OutputMap, OutputRecord, Record, Store};
 
 use super::{Event, Reason};
 
@@ -23,7 +23,7 @@ pub(super) struct Job<'a> {
     pub material: KeyMaterial,
     pub reason: Reason,
     /// Outputs of the upstream instances, by instance index.
-    pub upstream: BTreeMap<usize, BTreeMap<String, OutputRecord>>,
+    pub upstream: BTreeMap<usize, OutputMap>,
     /// The upstream timings CSV, for an instance that asked for it (staged as input `timings`).
     pub timings: Option<String>,
     /// The GPUs the executor gave this attempt (its own while it runs).
@@ -143,7 +143,7 @@ impl Job<'_> {
             return Err(fail(message));
         }
 
-        let mut outputs = BTreeMap::new();
+        let mut outputs = OutputMap::new();
         for decl in &instance.resolved.outputs {
             let path = out_dir.join(&decl.path);
             let stored = self

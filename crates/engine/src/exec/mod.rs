@@ -15,7 +15,7 @@ mod schedule;
 pub mod slurm;
 pub mod worker;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use schedule::Schedule;
 
 use crate::plan::Plan;
-use crate::store::{OutputRecord, Store, StoreError};
+use crate::store::{OutputMap, Store, StoreError};
 
 pub use decide::{
     changed_keys, key_material, lookup, timings_table, Lookup, Reason, TIMINGS_INPUT,
@@ -539,7 +539,7 @@ pub fn current_keys(plan: &Plan, store: &Store) -> Vec<String> {
 }
 
 /// What a cached instance contributes to its dependents' keys: its outputs and its seconds.
-type Known = (BTreeMap<String, OutputRecord>, f64);
+type Known = (OutputMap, f64);
 
 /// Visits every instance with its key material as the cache alone gives it (`None` where an
 /// upstream instance's outputs are unknown), dependencies first, each level of the DAG in

@@ -6,7 +6,7 @@
 //! of a batch are computed in parallel, then applied in plan order on this thread, so events,
 //! queue order and the first error are what a one-by-one walk would give.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::decide::{key_material, lookup, timings_table, Lookup, Reason};
 use super::{instance, Backend, Event, ExecError, Outcome, RunOptions};
 use crate::plan::Plan;
-use crate::store::{FileIdentity, Key, KeyMaterial, OutputRecord, Store, StoreError};
+use crate::store::{FileIdentity, Key, KeyMaterial, OutputMap, Store, StoreError};
 
 #[derive(Clone)]
 enum State {
@@ -22,7 +22,7 @@ enum State {
     /// A cache miss waiting for thread slots.
     Queued,
     Running,
-    Done(BTreeMap<String, OutputRecord>),
+    Done(OutputMap),
     Failed,
 }
 
@@ -45,7 +45,7 @@ enum Decision {
     WaitsFor(usize),
     Hit {
         key: Key,
-        outputs: BTreeMap<String, OutputRecord>,
+        outputs: OutputMap,
         seconds: f64,
         placed: Result<(), StoreError>,
     },
@@ -111,7 +111,7 @@ impl Progress {
         }
     }
 
-    fn outputs(&self, i: usize) -> Option<BTreeMap<String, OutputRecord>> {
+    fn outputs(&self, i: usize) -> Option<OutputMap> {
         match &self.state[i] {
             State::Done(outputs) => Some(outputs.clone()),
             _ => None,
@@ -369,7 +369,7 @@ fn materialize(
     store: &Store,
     artifacts: &Path,
     dir: &str,
-    outputs: &BTreeMap<String, OutputRecord>,
+    outputs: &OutputMap,
     identities: &HashMap<String, FileIdentity>,
 ) -> Result<(), StoreError> {
     for output in outputs.values() {

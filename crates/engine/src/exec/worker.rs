@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 use crate::spec::SourceFile;
-use crate::store::{write_atomic, KeyMaterial, OutputRecord, Record, Store};
+use crate::store::{write_atomic, KeyMaterial, OutputMap, Record, Store};
 
 use super::{instance, key_material, Event, Reason};
 
@@ -36,7 +36,7 @@ pub struct JobDescription {
     pub key: String,
     pub material: KeyMaterial,
     /// Output records of the upstream instances, by instance name.
-    pub upstream: BTreeMap<String, BTreeMap<String, OutputRecord>>,
+    pub upstream: BTreeMap<String, OutputMap>,
     /// Why the coordinator runs it (for the log).
     pub reason: String,
     /// The upstream timings CSV, for an instance that asked for it.

@@ -18,7 +18,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    hash_file_parallel, write_atomic, Key, OutputKind, OutputRecord, RawJson, Result, Store,
+    hash_file_parallel, write_atomic, Key, OutputKind, OutputMap, OutputRecord, RawJson, Result,
+    Store,
 };
 
 /// The index's file under the cache root.
@@ -75,7 +76,7 @@ pub struct IndexedRecord {
     /// The record file's stamp when it was read or written: a record changed or damaged since
     /// is read again instead of trusted from here.
     pub record: Stamp,
-    pub outputs: BTreeMap<String, OutputRecord>,
+    pub outputs: OutputMap,
     /// How long the run that produced the record took (for plugins that ask for timings).
     pub seconds: f64,
     /// The objects of each directory output: its manifest (whose size is not recorded), then
@@ -221,7 +222,7 @@ impl Index {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cached {
     Intact {
-        outputs: BTreeMap<String, OutputRecord>,
+        outputs: OutputMap,
         /// The producing run's seconds, from the record.
         seconds: f64,
         /// The identity of each file output's object as just verified, so that placing the
@@ -294,7 +295,7 @@ impl Store {
     pub(super) fn index_entry(
         &self,
         record: Stamp,
-        outputs: BTreeMap<String, OutputRecord>,
+        outputs: OutputMap,
         seconds: f64,
         metrics: Option<&serde_json::Value>,
     ) -> IndexedRecord {
@@ -443,7 +444,7 @@ mod tests {
             observed_instance: None,
         };
         let key = material.key();
-        let outputs = BTreeMap::from([
+        let outputs: OutputMap = [
             (
                 "f".to_string(),
                 store.put_output(&out.join("f.txt"), "f.txt", "f").unwrap(),
@@ -452,7 +453,9 @@ mod tests {
                 "t".to_string(),
                 store.put_output(&out.join("tree"), "tree", "t").unwrap(),
             ),
-        ]);
+        ]
+        .into_iter()
+        .collect();
         let record = crate::store::Record {
             key: key.hex(),
             instance: "a".into(),
@@ -488,15 +491,15 @@ mod tests {
         let Some(Cached::Intact { outputs, .. }) = fresh.cached(&key).unwrap() else {
             panic!("the stored record is a hit");
         };
-        let object = store.object_path(&outputs["f"].hash);
+        let object = store.object_path(&outputs.get("f").unwrap().hash);
         let stamp = Stamp::of(&std::fs::metadata(&object).unwrap());
-        assert!(fresh.with_index(|i| i.verified(&outputs["f"].hash, &stamp)));
+        assert!(fresh.with_index(|i| i.verified(&outputs.get("f").unwrap().hash, &stamp)));
         fresh.save_index().unwrap();
         for name in ["f", "t"] {
             let object = if name == "f" {
-                store.object_path(&outputs["f"].hash)
+                store.object_path(&outputs.get("f").unwrap().hash)
             } else {
-                let manifest = store.manifest(&outputs["t"]).unwrap();
+                let manifest = store.manifest(outputs.get("t").unwrap()).unwrap();
                 store.object_path(&manifest.entries[0].hash)
             };
             // Same length, same second: only the stamp (ctime, mtime nanoseconds) can tell.
