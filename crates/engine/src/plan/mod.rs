@@ -8,7 +8,7 @@ mod inputs;
 mod labels;
 mod render;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,6 +38,10 @@ pub enum InputBinding {
     },
 }
 
+/// An instance's inputs by name, in name order: a sorted vector (as [`crate::store::OutputMap`]),
+/// since a `BTreeMap`'s first node is 1 KB for the one to three inputs an instance has.
+pub type InputBindings = litemap::LiteMap<String, InputBinding>;
+
 /// One concrete unit of work: a stage with one combination of its `foreach` values.
 pub struct Instance {
     pub index: usize,
@@ -51,7 +55,7 @@ pub struct Instance {
     pub plugin: Arc<dyn Stage>,
     pub resolved: Resolved,
     pub seed: u64,
-    pub inputs: BTreeMap<String, InputBinding>,
+    pub inputs: InputBindings,
     /// Project files the stage reads, with their content hashes taken when the plan was made.
     pub files: Vec<ExternalFile>,
     /// Upstream instances (inputs and `needs`), sorted, without duplicates.
@@ -347,7 +351,7 @@ impl Builder<'_> {
                     plugin: plugin.clone(),
                     resolved,
                     seed,
-                    inputs: BTreeMap::new(),
+                    inputs: InputBindings::new(),
                     files,
                     deps: Vec::new(),
                 });
@@ -373,7 +377,7 @@ impl Builder<'_> {
                 seed,
             };
             let mut deps: Vec<usize> = Vec::new();
-            let mut bindings = BTreeMap::new();
+            let mut bindings = InputBindings::new();
             for (input_name, text) in &stage.inputs {
                 let path = format!("stages.{stage_name}.inputs.{input_name}");
                 match self.bind_input(&instances, &by_stage, &scope, text, &path) {
@@ -555,7 +559,7 @@ impl Builder<'_> {
     fn check_input_names(
         &mut self,
         instance: &Instance,
-        bindings: &BTreeMap<String, InputBinding>,
+        bindings: &InputBindings,
         declared: &IndexMap<String, String>,
     ) {
         let stage = &instance.stage;
