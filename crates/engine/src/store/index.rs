@@ -1,7 +1,8 @@
 //! The record index (`cache/index.json`): one file that spares a no-op run its 100,000 small
-//! reads and re-hashes. It holds, for every record the coordinator has seen, the outputs it names
-//! the objects they consist of and its metrics; for every object, the file stamp (device, inode, size, mtime,
-//! ctime) it had when it last hashed to its name; and each instance's latest key.
+//! reads and re-hashes. It holds, for every record the coordinator has seen, the outputs it
+//! names, the objects they consist of and its metrics; for every object, the file stamp (device,
+//! inode, size, mtime, ctime) it had when it last hashed to its name; and each instance's latest
+//! key.
 //!
 //! It is a cache of the records, never their replacement: a key it lacks is read from
 //! `records/<key>.json`, an object whose stamp differs is hashed again, and a missing or
