@@ -454,6 +454,17 @@ fn bits_after_training(mut network: NativeNetwork, isa: Isa, data: &[Example]) -
         .collect()
 }
 
+/// A 2-layer stacked model whose widths are not multiples of the kernels' blocks (rows of 4,
+/// lanes of 16 and 32), so every kernel's remainder path runs.
+fn odd_width_model(variant: Variant) -> ModelConfig {
+    ModelConfig {
+        hidden_size: 21,
+        embedding_dim: 13,
+        num_layers: 2,
+        ..ModelConfig::thesis(variant)
+    }
+}
+
 /// Every instruction-set build of the native kernels (AVX-512, AVX2+FMA, portable) gives the
 /// same bits, for the sparse kernels of random networks and the dense ones of the stacked
 /// (pruned) model, so a result does not depend on the machine it ran on.
@@ -484,15 +495,8 @@ fn every_isa_path_is_bit_identical_to_the_portable_one() {
                 }),
             ));
         }
-        // The stacked model with a hidden width that is not a multiple of the kernels' blocks
-        // (rows of 4, lanes of 16 and 32), pruned so its masks are mixed.
-        let config = ModelConfig {
-            hidden_size: 21,
-            embedding_dim: 13,
-            num_layers: 2,
-            ..ModelConfig::thesis(variant)
-        };
-        let base = RecurrentModel::new(config, 3).unwrap();
+        // The stacked model, pruned so its masks are mixed.
+        let base = RecurrentModel::new(odd_width_model(variant), 3).unwrap();
         let masks =
             magnitude_masks(&base, PruneTarget::Both, ThresholdScope::Global, 40.0).unwrap();
         let model = pruned_copy(&base, &masks).unwrap();
@@ -530,13 +534,7 @@ fn a_pruned_model_gives_the_same_bits_dense_or_term_by_term() {
     let data = examples(200);
     let isa = Isa::best();
     for variant in Variant::ALL {
-        let config = ModelConfig {
-            hidden_size: 21,
-            embedding_dim: 13,
-            num_layers: 2,
-            ..ModelConfig::thesis(variant)
-        };
-        let base = RecurrentModel::new(config, 5).unwrap();
+        let base = RecurrentModel::new(odd_width_model(variant), 5).unwrap();
         for (target, level) in [(PruneTarget::Both, 80.0), (PruneTarget::Hh, 100.0)] {
             let masks = magnitude_masks(&base, target, ThresholdScope::Global, level).unwrap();
             let model = pruned_copy(&base, &masks).unwrap();

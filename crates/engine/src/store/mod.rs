@@ -296,15 +296,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::BadRecord {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    write_atomic(path, &bytes)
+    write_encoded_atomic(path, serde_json::to_vec_pretty(value))
 }
 
 fn write_json_compact_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec(value).map_err(|e| StoreError::BadRecord {
+    write_encoded_atomic(path, serde_json::to_vec(value))
+}
+
+fn write_encoded_atomic(path: &Path, encoded: serde_json::Result<Vec<u8>>) -> Result<()> {
+    let bytes = encoded.map_err(|e| StoreError::BadRecord {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;

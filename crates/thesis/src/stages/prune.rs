@@ -180,7 +180,7 @@ fn sweep_settings(params: &PruneParams, seed: u64, device: tch::Device) -> Sweep
         epochs: params.retrain_epochs,
         batch_size: params.batch_size,
         lr: params.lr,
-        clip: (params.clip > 0.0).then_some(params.clip),
+        clip: defaults::clip_norm(params.clip),
         strategy: params.strategy,
         threads: params.threads,
         shuffle_seed: shuffle_seed(seed),

@@ -21,7 +21,7 @@ use crate::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
 use crate::nn::{defaults, load_examples};
-use crate::nn::{Adam, AdamConfig, DeviceSpec, Readout, Variant};
+use crate::nn::{Adam, DeviceSpec, Readout, Variant};
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
 pub struct TrainRandom;
@@ -64,20 +64,6 @@ pub struct TrainRandomParams {
     /// are what they were before devices existed.
     #[serde(default, skip_serializing_if = "DeviceSpec::is_cpu")]
     pub device: DeviceSpec,
-}
-
-impl TrainRandomParams {
-    fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            ..AdamConfig::default()
-        }
-    }
-
-    /// `clip: 0` disables clipping.
-    fn clip_norm(&self) -> Option<f64> {
-        (self.clip > 0.0).then_some(self.clip)
-    }
 }
 
 /// How `rnn.train_random` computes.
@@ -377,8 +363,8 @@ fn train_native(
         .map_err(StageError::failed)?;
     let settings = TrainingSettings {
         batch_size: params.batch_size,
-        clip_norm: params.clip_norm(),
-        adam: params.adam(),
+        clip_norm: defaults::clip_norm(params.clip),
+        adam: defaults::adam(params.lr),
         shuffle_seed: seed,
     };
     // Networks run in parallel on a pool of exactly `threads` threads (the slots the executor
@@ -421,9 +407,9 @@ fn train_tensor(
     let group = NetworkGroup::from_networks(networks)
         .and_then(|g| g.into_device(device))
         .map_err(StageError::failed)?;
-    let mut adam =
-        Adam::new(group.named_parameters(), params.adam()).map_err(StageError::failed)?;
-    let clip = params.clip_norm();
+    let mut adam = Adam::new(group.named_parameters(), defaults::adam(params.lr))
+        .map_err(StageError::failed)?;
+    let clip = defaults::clip_norm(params.clip);
     let mut history = vec![Vec::with_capacity(params.epochs); networks.len()];
     for epoch in 1..=params.epochs {
         let trained = train_group_epoch(

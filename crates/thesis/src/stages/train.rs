@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::nn::native::{self, TrainingSettings};
 use crate::nn::{
-    self, Adam, AdamConfig, CellEngine, DeviceSpec, EmbeddingInit, EpochMetrics, ModelConfig,
-    Readout, RecurrentModel, TrainingProgress, Variant,
+    self, Adam, CellEngine, DeviceSpec, EmbeddingInit, EpochMetrics, ModelConfig, Readout,
+    RecurrentModel, TrainingProgress, Variant,
 };
 use pipe_engine::stage::{InputDecl, InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
@@ -77,18 +77,6 @@ pub struct TrainParams {
 }
 
 impl TrainParams {
-    fn adam(&self) -> AdamConfig {
-        AdamConfig {
-            lr: self.lr,
-            ..AdamConfig::default()
-        }
-    }
-
-    /// `clip: 0` disables clipping.
-    fn clip_norm(&self) -> Option<f64> {
-        (self.clip > 0.0).then_some(self.clip)
-    }
-
     /// The engine this instance trains on.
     pub fn engine(&self) -> TrainEngine {
         self.engine.unwrap_or(if self.device.is_cpu() {
@@ -246,8 +234,8 @@ fn train_native(
 ) -> Result<TrainingProgress, StageError> {
     let settings = TrainingSettings {
         batch_size: params.batch_size,
-        clip_norm: params.clip_norm(),
-        adam: params.adam(),
+        clip_norm: defaults::clip_norm(params.clip),
+        adam: defaults::adam(params.lr),
         shuffle_seed: ctx.seed,
     };
     let ctx: &StageContext<'_> = ctx;
@@ -271,8 +259,8 @@ fn train_libtorch(
     test: &[nn::Example],
     ctx: &mut StageContext<'_>,
 ) -> Result<TrainingProgress, StageError> {
-    let mut adam =
-        Adam::new(model.named_parameters(), params.adam()).map_err(StageError::failed)?;
+    let mut adam = Adam::new(model.named_parameters(), defaults::adam(params.lr))
+        .map_err(StageError::failed)?;
     let mut progress = nn::load_checkpoint(&ctx.checkpoint_dir, model, &mut adam)
         .map_err(StageError::failed)?
         .unwrap_or_default();
@@ -290,7 +278,7 @@ fn train_libtorch(
             &mut adam,
             train,
             params.batch_size,
-            params.clip_norm(),
+            defaults::clip_norm(params.clip),
             ctx.seed,
             epoch as u64,
         )
