@@ -238,13 +238,7 @@ impl Builder<'_> {
             None | Some(None) => Some(all.clone()),
             Some(Some(values)) => {
                 let wanted = values.join(",");
-                let found = all.iter().copied().find(|&i| {
-                    let name = &instances[i].name;
-                    name[name.find('[').map(|p| p + 1).unwrap_or(name.len())..]
-                        .trim_end_matches(']')
-                        == wanted
-                });
-                match found {
+                match expanded.by_selector.get(&wanted).copied() {
                     Some(i) => Some(vec![i]),
                     None => {
                         let names: Vec<&str> =
