@@ -17,13 +17,8 @@ fn resolved_params(yaml: &str, stage: &str) -> serde_json::Value {
     let sandbox = Sandbox::new();
     let path = sandbox.write(yaml);
     let plan = Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
-    plan.instances
-        .iter()
-        .find(|i| i.stage == stage)
-        .expect("stage")
-        .resolved
-        .params
-        .clone()
+    let instance = plan.instances.iter().find(|i| i.stage == stage);
+    serde_json::Value::clone(&instance.expect("stage").resolved.params)
 }
 
 #[test]

@@ -156,7 +156,7 @@ pub fn run_rows(
             let mut columns: InstanceColumns =
                 instance_columns(instance, metrics.as_ref())?.parse().ok()?;
             if let Some(record) = record {
-                columns.params = record.material.params;
+                columns.params = std::sync::Arc::unwrap_or_clone(record.material.params);
             }
             Some((instance.name.clone(), columns))
         })

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::canonical_json;
+use super::canonical::{write_canonical, write_string};
 
 /// A cache key: blake3 over everything that determines an instance's outputs. Prints short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +40,7 @@ pub enum InputHash {
 pub struct KeyMaterial {
     pub kind: String,
     pub version: u32,
-    pub params: serde_json::Value,
+    pub params: std::sync::Arc<serde_json::Value>,
     pub seed: u64,
     pub inputs: BTreeMap<String, InputHash>,
     /// The instance name (`stage[values]`), for plugins that can observe it (`cmd` exposes it as
@@ -62,21 +62,46 @@ impl KeyMaterial {
             inputs,
             observed_instance,
         } = self;
-        let mut fields = serde_json::json!({
-            "kind": kind,
-            "version": version,
-            "params": params,
-            "seed": seed,
-            "inputs": inputs,
-        });
+        // The canonical JSON of the object {kind, version, params, seed, inputs[, instance]},
+        // written field by field in sorted key order instead of built as a `Value` first.
+        let mut encoded = Vec::with_capacity(256);
+        encoded.extend_from_slice(b"{\"inputs\":{");
+        for (i, (name, hash)) in inputs.iter().enumerate() {
+            if i > 0 {
+                encoded.push(b',');
+            }
+            write_string(name, &mut encoded);
+            encoded.push(b':');
+            match hash {
+                InputHash::One(hash) => write_string(hash, &mut encoded),
+                InputHash::Many(entries) => {
+                    encoded.push(b'{');
+                    for (j, (label, hash)) in entries.iter().enumerate() {
+                        if j > 0 {
+                            encoded.push(b',');
+                        }
+                        write_string(label, &mut encoded);
+                        encoded.push(b':');
+                        write_string(hash, &mut encoded);
+                    }
+                    encoded.push(b'}');
+                }
+            }
+        }
+        encoded.push(b'}');
         // Absent rather than null, so keys of plugins that do not observe it stay as they were.
         if let Some(instance) = observed_instance {
-            fields["instance"] = serde_json::Value::String(instance.clone());
+            encoded.extend_from_slice(b",\"instance\":");
+            write_string(instance, &mut encoded);
         }
-        let encoded = canonical_json(&fields);
+        encoded.extend_from_slice(b",\"kind\":");
+        write_string(kind, &mut encoded);
+        encoded.extend_from_slice(b",\"params\":");
+        write_canonical(params, &mut encoded);
+        encoded.extend_from_slice(format!(",\"seed\":{seed},\"version\":{version}}}").as_bytes());
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"pipe-key-v1\0");
-        hasher.update(encoded.as_bytes());
+        hasher.update(&encoded);
         Key(hasher.finalize())
     }
 }
@@ -91,7 +116,7 @@ mod tests {
         KeyMaterial {
             kind: "cmd".into(),
             version: 1,
-            params: serde_json::json!({"run": "echo hi", "outputs": {"x": "x.txt"}}),
+            params: serde_json::json!({"run": "echo hi", "outputs": {"x": "x.txt"}}).into(),
             seed: 7,
             inputs,
             observed_instance: None,
@@ -129,6 +154,48 @@ mod tests {
         );
     }
 
+    /// The key as first defined: the canonical JSON of one `Value` holding every field. The
+    /// streamed encoding must give the same bytes for any parameters, or caches are invalidated.
+    fn key_through_a_value(m: &KeyMaterial) -> Key {
+        let mut fields = serde_json::json!({
+            "kind": m.kind,
+            "version": m.version,
+            "params": m.params,
+            "seed": m.seed,
+            "inputs": m.inputs,
+        });
+        if let Some(instance) = &m.observed_instance {
+            fields["instance"] = serde_json::Value::String(instance.clone());
+        }
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"pipe-key-v1\0");
+        hasher.update(crate::store::canonical_json(&fields).as_bytes());
+        Key(hasher.finalize())
+    }
+
+    #[test]
+    fn the_streamed_key_is_the_key_of_the_whole_material_as_one_value() {
+        let mut m = material_with_every_part();
+        m.kind = "odd \"kind\"\n\u{e9}".into();
+        m.seed = u64::MAX;
+        m.version = u32::MAX;
+        m.params = serde_json::json!({
+            "z": [1, -0.0, 0.1, 1e-7, 1.5e300, -12345678901234i64, u64::MAX, null, true],
+            "a": {"nested": [{"y": "\u{1F600}\t\\"}, {}], "b": []},
+            "\u{e9}t\u{e9}": "caf\u{e9}",
+            "": false,
+        })
+        .into();
+        m.inputs
+            .insert("\"quoted\"".into(), InputHash::One("\u{7f}".into()));
+        assert_eq!(m.key(), key_through_a_value(&m));
+        m.observed_instance = None;
+        m.inputs.clear();
+        m.params = serde_json::json!(3.25).into();
+        assert_eq!(m.key(), key_through_a_value(&m));
+        assert_eq!(material().key(), key_through_a_value(&material()));
+    }
+
     #[test]
     fn key_changes_with_each_component() {
         let full = material_with_every_part().key();
@@ -152,7 +219,7 @@ mod tests {
         m.seed = 8;
         assert_ne!(m.key(), base);
         let mut m = material();
-        m.params["run"] = "echo ho".into();
+        std::sync::Arc::make_mut(&mut m.params)["run"] = "echo ho".into();
         assert_ne!(m.key(), base);
         let mut m = material();
         m.inputs.insert("a".into(), InputHash::One("00fe".into()));

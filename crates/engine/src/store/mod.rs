@@ -299,8 +299,17 @@ fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     write_encoded_atomic(path, serde_json::to_vec_pretty(value))
 }
 
+/// Streams `value` into the file rather than encoding it in memory first: a run record of
+/// 100,000 instances is 23 MB, which was 33 MB of the no-op run's peak heap.
 fn write_json_compact_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    write_encoded_atomic(path, serde_json::to_vec(value))
+    let parent = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(io_err("cannot create directory", parent))?;
+    crate::atomic::write_atomic_with(path, |file| {
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 16, file);
+        serde_json::to_writer(&mut buffered, value).map_err(std::io::Error::other)?;
+        std::io::Write::flush(&mut buffered)
+    })
+    .map_err(io_err("cannot write", path))
 }
 
 fn write_encoded_atomic(path: &Path, encoded: serde_json::Result<Vec<u8>>) -> Result<()> {
