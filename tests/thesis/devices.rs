@@ -18,7 +18,7 @@ fn resolved_params(yaml: &str, stage: &str) -> serde_json::Value {
     let path = sandbox.write(yaml);
     let plan = Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
     let instance = plan.instances.iter().find(|i| i.stage == stage);
-    serde_json::Value::clone(&instance.expect("stage").resolved.params)
+    instance.expect("stage").resolved.params.value()
 }
 
 #[test]

@@ -60,11 +60,12 @@ pub fn material_changes(old: &KeyMaterial, new: &KeyMaterial) -> (Vec<String>, V
             new.kind, old.version, new.version
         ));
     }
-    for path in changed_keys(&old.params, &new.params) {
+    let (old_params, new_params) = (old.params.value(), new.params.value());
+    for path in changed_keys(&old_params, &new_params) {
         params.push(format!(
             "params.{path}: {} → {}",
-            text(at(&old.params, &path)),
-            text(at(&new.params, &path))
+            text(at(&old_params, &path)),
+            text(at(&new_params, &path))
         ));
     }
     if old.seed != new.seed {

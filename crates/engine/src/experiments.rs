@@ -49,7 +49,7 @@ struct ColumnsOf<'a> {
     stage: &'a str,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     matrix: IndexMap<&'a str, String>,
-    params: &'a serde_json::Value,
+    params: &'a crate::store::CanonicalJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics: Option<serde_json::Value>,
 }
@@ -156,7 +156,7 @@ pub fn run_rows(
             let mut columns: InstanceColumns =
                 instance_columns(instance, metrics.as_ref())?.parse().ok()?;
             if let Some(record) = record {
-                columns.params = std::sync::Arc::unwrap_or_clone(record.material.params);
+                columns.params = record.material.params.value();
             }
             Some((instance.name.clone(), columns))
         })

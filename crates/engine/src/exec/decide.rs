@@ -209,7 +209,7 @@ pub(crate) fn why_new_key(store: &Store, instance: &Instance, material: &KeyMate
         };
     }
     if old.params != material.params {
-        return Reason::ParamsChanged(changed_keys(&old.params, &material.params));
+        return Reason::ParamsChanged(changed_keys(&old.params.value(), &material.params.value()));
     }
     if old.seed != material.seed {
         return Reason::SeedChanged {

@@ -82,7 +82,7 @@ impl Job<'_> {
         };
         let mut ctx = StageContext {
             instance: instance.name.clone(),
-            params: serde_json::Value::clone(&instance.resolved.params),
+            params: instance.resolved.params.value(),
             seed: instance.seed,
             threads: instance.resolved.threads,
             out_dir: out_dir.clone(),

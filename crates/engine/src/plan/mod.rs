@@ -261,6 +261,7 @@ impl Builder<'_> {
             let Some(combinations) = self.matrix(stage_name, &stage.foreach) else {
                 continue;
             };
+            instances.reserve_exact(combinations.len());
             let schema = plugin.params_schema();
             // A matrix over `seed` gives each instance its own seed (repeats of one
             // experiment); otherwise the stage's seed, else the pipeline's.
@@ -499,6 +500,11 @@ impl Builder<'_> {
                     })
                 })
                 .collect();
+        }
+        // Each instance keeps its combination; grown one insert at a time, a one-entry map
+        // held room for four.
+        for combo in &mut combos {
+            combo.shrink_to_fit();
         }
         ok.then_some(combos)
     }

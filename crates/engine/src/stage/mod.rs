@@ -53,7 +53,7 @@ pub struct InputDecl {
 /// Parameters after typing: canonical JSON (defaults filled in), outputs and thread budget.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub params: std::sync::Arc<serde_json::Value>,
+    pub params: crate::store::CanonicalJson,
     pub outputs: Vec<OutputDecl>,
     pub threads: usize,
     /// GPUs an instance needs (e.g. 1 for `device: cuda`); the stage's `resources.gpus` may ask
@@ -366,7 +366,7 @@ impl<P: Plugin> Stage for P {
             gpus: self.gpus(&typed),
             timings: self.timings(&typed),
             threads,
-            params: params.into(),
+            params: crate::store::CanonicalJson::of(&params),
         })
     }
 

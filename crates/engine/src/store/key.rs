@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::canonical::{write_canonical, write_string};
+use super::canonical::write_string;
 
 /// A cache key: blake3 over everything that determines an instance's outputs. Prints short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,7 +40,7 @@ pub enum InputHash {
 pub struct KeyMaterial {
     pub kind: String,
     pub version: u32,
-    pub params: std::sync::Arc<serde_json::Value>,
+    pub params: super::CanonicalJson,
     pub seed: u64,
     pub inputs: BTreeMap<String, InputHash>,
     /// The instance name (`stage[values]`), for plugins that can observe it (`cmd` exposes it as
@@ -97,7 +97,7 @@ impl KeyMaterial {
         encoded.extend_from_slice(b",\"kind\":");
         write_string(kind, &mut encoded);
         encoded.extend_from_slice(b",\"params\":");
-        write_canonical(params, &mut encoded);
+        encoded.extend_from_slice(params.text().as_bytes());
         encoded.extend_from_slice(format!(",\"seed\":{seed},\"version\":{version}}}").as_bytes());
         let mut hasher = blake3::Hasher::new();
         hasher.update(b"pipe-key-v1\0");
@@ -160,7 +160,7 @@ mod tests {
         let mut fields = serde_json::json!({
             "kind": m.kind,
             "version": m.version,
-            "params": m.params,
+            "params": m.params.value(),
             "seed": m.seed,
             "inputs": m.inputs,
         });
@@ -219,7 +219,9 @@ mod tests {
         m.seed = 8;
         assert_ne!(m.key(), base);
         let mut m = material();
-        std::sync::Arc::make_mut(&mut m.params)["run"] = "echo ho".into();
+        let mut params = m.params.value();
+        params["run"] = "echo ho".into();
+        m.params = params.into();
         assert_ne!(m.key(), base);
         let mut m = material();
         m.inputs.insert("a".into(), InputHash::One("00fe".into()));

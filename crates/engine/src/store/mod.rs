@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-pub use canonical::canonical_json;
+pub use canonical::{canonical_json, CanonicalJson};
 pub use hashing::{hash_file, hash_file_parallel};
 pub use index::{Cached, FileIdentity, IndexedRecord};
 pub use key::{InputHash, Key, KeyMaterial};
