@@ -655,7 +655,7 @@ fn plan_and_store(
     source: crate::spec::SourceFile,
     cache: &Path,
 ) -> Result<(Plan, Store)> {
-    if !cache.join("index.json").is_file() {
+    if !cache.join(crate::store::INDEX_FILE).is_file() {
         let plan = Plan::from_source(registry, source)?;
         return Ok((plan, open_store(cache)?));
     }

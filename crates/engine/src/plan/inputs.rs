@@ -238,7 +238,7 @@ impl Builder<'_> {
             None | Some(None) => Some(all.clone()),
             Some(Some(values)) => {
                 let wanted = values.join(",");
-                match expanded.by_selector.get(&wanted).copied() {
+                match expanded.selected(&wanted, instances) {
                     Some(i) => Some(vec![i]),
                     None => {
                         let names: Vec<&str> =

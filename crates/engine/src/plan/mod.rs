@@ -190,24 +190,31 @@ struct Expanded {
     stage: String,
     indices: Vec<usize>,
     /// Instance index by its matrix values as a reference writes them (`alpha`, `lstm,both`),
-    /// so binding `stage[values]` is one lookup, not a scan of the stage: a scan made binding
-    /// 50,000 such references take 25 s.
-    by_selector: HashMap<String, usize>,
+    /// built when a reference first selects from the stage, so binding `stage[values]` is one
+    /// lookup, not a scan of the stage: a scan made binding 50,000 such references take 25 s.
+    by_selector: std::cell::OnceCell<HashMap<String, usize>>,
 }
 
 impl Expanded {
-    fn new(stage: &str, indices: Vec<usize>, instances: &[Instance]) -> Expanded {
-        let mut by_selector = HashMap::with_capacity(indices.len());
-        for &i in &indices {
-            by_selector
-                .entry(selector_of(&instances[i].name).to_string())
-                .or_insert(i);
-        }
+    fn new(stage: &str, indices: Vec<usize>) -> Expanded {
         Expanded {
             stage: stage.to_string(),
             indices,
-            by_selector,
+            by_selector: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The instance whose matrix values are `wanted` (the first, should two share them).
+    fn selected(&self, wanted: &str, instances: &[Instance]) -> Option<usize> {
+        let by_selector = self.by_selector.get_or_init(|| {
+            let mut map = HashMap::with_capacity(self.indices.len());
+            for &i in &self.indices {
+                map.entry(selector_of(&instances[i].name).to_string())
+                    .or_insert(i);
+            }
+            map
+        });
+        by_selector.get(wanted).copied()
     }
 }
 
@@ -382,10 +389,7 @@ impl Builder<'_> {
                     deps: Vec::new(),
                 });
             }
-            by_stage.insert(
-                stage_name.clone(),
-                Expanded::new(stage_name, indices, &instances),
-            );
+            by_stage.insert(stage_name.clone(), Expanded::new(stage_name, indices));
         }
 
         // Wire inputs and needs now that every stage's instances exist.

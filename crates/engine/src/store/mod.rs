@@ -9,7 +9,7 @@
 //! cache/checkpoints/<key>/      in-stage resume state, removed when the instance finishes
 //! cache/logs/<key>.log          the instance's log
 //! cache/runs/<id>.json          one record per `pipe run`: who, when, what, each instance's outcome
-//! cache/index.json              the record index: what a no-op run needs, in one read ([`index`])
+//! cache/index.bin               the record index: what a no-op run needs, in one read ([`index`])
 //! ```
 //! A record is written only after every object it names is in place, so a crash at any point
 //! leaves either a complete result or none.
@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use canonical::{canonical_json, CanonicalJson};
 pub use hashing::{hash_file, hash_file_parallel};
-pub use index::{Cached, FileIdentity, IndexedRecord};
+pub use index::{Cached, FileIdentity, IndexedRecord, INDEX_FILE};
 pub use key::{InputHash, Key, KeyMaterial};
 pub use lock::{CacheLock, KeyLock};
 pub use maintenance::{GcReport, RecordScan, VerifyProblem, VerifyReport};

@@ -1,13 +1,36 @@
 //! JSON kept as text: parts of the index and of run records that most readers skip, so reading
 //! them costs a copy rather than a parse into maps and values.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-/// A JSON value as its text; compared by text.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
+/// A JSON value as its text; compared by text. In JSON it is written as the value itself; in a
+/// binary format (the index) as a string holding the text.
+#[derive(Debug, Clone)]
 pub struct RawJson(Box<RawValue>);
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            self.0.serialize(serializer)
+        } else {
+            serializer.serialize_str(self.0.get())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawJson, D::Error> {
+        if deserializer.is_human_readable() {
+            Box::<RawValue>::deserialize(deserializer).map(RawJson)
+        } else {
+            let text = String::deserialize(deserializer)?;
+            RawValue::from_string(text)
+                .map(RawJson)
+                .map_err(serde::de::Error::custom)
+        }
+    }
+}
 
 impl RawJson {
     pub fn of<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<RawJson> {
