@@ -65,30 +65,13 @@ impl KeyMaterial {
         // The canonical JSON of the object {kind, version, params, seed, inputs[, instance]},
         // written field by field in sorted key order instead of built as a `Value` first.
         let mut encoded = Vec::with_capacity(256);
-        encoded.extend_from_slice(b"{\"inputs\":{");
-        for (i, (name, hash)) in inputs.iter().enumerate() {
-            if i > 0 {
-                encoded.push(b',');
+        encoded.extend_from_slice(b"{\"inputs\":");
+        write_sorted_object(inputs, &mut encoded, |hash, out| match hash {
+            InputHash::One(hash) => write_string(hash, out),
+            InputHash::Many(entries) => {
+                write_sorted_object(entries, out, |hash, out| write_string(hash, out))
             }
-            write_string(name, &mut encoded);
-            encoded.push(b':');
-            match hash {
-                InputHash::One(hash) => write_string(hash, &mut encoded),
-                InputHash::Many(entries) => {
-                    encoded.push(b'{');
-                    for (j, (label, hash)) in entries.iter().enumerate() {
-                        if j > 0 {
-                            encoded.push(b',');
-                        }
-                        write_string(label, &mut encoded);
-                        encoded.push(b':');
-                        write_string(hash, &mut encoded);
-                    }
-                    encoded.push(b'}');
-                }
-            }
-        }
-        encoded.push(b'}');
+        });
         // Absent rather than null, so keys of plugins that do not observe it stay as they were.
         if let Some(instance) = observed_instance {
             encoded.extend_from_slice(b",\"instance\":");
@@ -104,6 +87,25 @@ impl KeyMaterial {
         hasher.update(&encoded);
         Key(hasher.finalize())
     }
+}
+
+/// Appends `entries` as a JSON object; a `BTreeMap` iterates in the sorted order canonical JSON
+/// wants.
+fn write_sorted_object<V>(
+    entries: &BTreeMap<String, V>,
+    out: &mut Vec<u8>,
+    mut write_value: impl FnMut(&V, &mut Vec<u8>),
+) {
+    out.push(b'{');
+    for (i, (name, value)) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(name, out);
+        out.push(b':');
+        write_value(value, out);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]
