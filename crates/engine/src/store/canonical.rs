@@ -102,9 +102,9 @@ pub fn canonical_json(value: &Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Appends `value`'s canonical JSON to `out`, allocating nothing per key or scalar (the cache key
-/// of every instance is encoded this way).
-pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+/// Appends `value`'s canonical JSON to `out`, allocating nothing per key or scalar (every
+/// instance's parameters are encoded this way when the plan is made).
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
