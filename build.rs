@@ -13,7 +13,10 @@ fn main() {
     let resolved = libtorch.canonicalize().unwrap_or(libtorch);
     let lib = resolved.join("lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
+    // `pipe` itself links no libtorch: only the binaries that do keep libtorch_cuda.so.
+    if lib.join("libtorch_cuda.so").exists()
+        && std::env::var("CARGO_PKG_NAME").as_deref() != Ok("pipe")
+    {
         // Nothing calls libtorch_cuda.so directly (it registers the CUDA kernels when loaded), so
         // the linker's --as-needed would drop it and the binary would be CPU-only. Its own
         // dependencies (cuBLAS, cuDNN, NCCL, ...) are not in the wheel: they are found at run

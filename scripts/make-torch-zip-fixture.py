@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes crates/thesis/src/nn/import/fixtures/tiny_rnn_tanh.pt: a state dict in torch.save's zip
+"""Writes crates/thesis-torch/src/nn/import/fixtures/tiny_rnn_tanh.pt: a state dict in torch.save's zip
 format (PyTorch >= 1.6), for the Rust reader's unit test, without needing PyTorch itself.
 
 The layout is what torch.save writes: `<name>/data.pkl` (protocol 2; tensors pickled as
@@ -75,7 +75,7 @@ state["optimizer.step"] = Tensor(step, 0, [], [])
 
 buffer = io.BytesIO()
 Pickler(buffer, protocol=2).dump(state)
-out = sys.argv[1] if len(sys.argv) > 1 else "crates/thesis/src/nn/import/fixtures/tiny_rnn_tanh.pt"
+out = sys.argv[1] if len(sys.argv) > 1 else "crates/thesis-torch/src/nn/import/fixtures/tiny_rnn_tanh.pt"
 with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
     def write(name, data):
         info = zipfile.ZipInfo("tiny_rnn_tanh/" + name, date_time=(1980, 1, 1, 0, 0, 0))

@@ -138,7 +138,7 @@ pub enum Command {
     /// Evaluate recurrent-model weights (PyTorch names) on a `string,valid` file
     Eval {
         #[arg(long)]
-        variant: crate::nn::Variant,
+        variant: crate::model::Variant,
         /// safetensors with embedding.weight, rnn.weight_ih_l0, …, head.bias (masks optional)
         #[arg(long)]
         weights: PathBuf,
@@ -151,7 +151,7 @@ pub enum Command {
         batch_size: usize,
         /// cpu, cuda or cuda:N (needs the CUDA build, `make build-cuda`)
         #[arg(long, default_value = "cpu")]
-        device: crate::nn::DeviceSpec,
+        device: crate::model::DeviceSpec,
         /// Evaluate in a random order drawn from this seed (as a shuffled test loader), not in
         /// file order; with the last-padded readout the batches' padded lengths then change
         #[arg(long)]
@@ -220,21 +220,54 @@ pub fn main() -> i32 {
 }
 
 /// [`main`] with the plugins of `registry`: how a crate outside this repository ships `pipe` with
-/// stages of its own (`crates/example-plugin`).
+/// stages of its own (`crates/example-plugin`). Without libtorch: a command that must compute on
+/// it is handed to the binary beside this one ([`crate::handover`]).
 pub fn main_with(registry: crate::Registry) -> i32 {
+    main_inner(registry, None)
+}
+
+/// What a binary that links libtorch adds to the command line (`pipe-torch`).
+pub struct Tensors {
+    /// How the engine counts CUDA devices (it asks only when an instance needs a GPU).
+    pub cuda: crate::exec::gpus::CudaProbe,
+    /// `pipe eval`: accuracy and loss of a weight file on a data file.
+    pub evaluate: fn(&EvalRequest) -> Result<Evaluation, String>,
+}
+
+/// What `pipe eval` was asked.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub variant: crate::model::Variant,
+    pub readout: crate::model::Readout,
+    pub weights: PathBuf,
+    pub data: PathBuf,
+    pub batch_size: usize,
+    pub device: crate::model::DeviceSpec,
+    pub shuffle: Option<u64>,
+}
+
+/// What `pipe eval` prints.
+#[derive(Debug, Clone, Copy)]
+pub struct Evaluation {
+    pub n: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+/// [`main_with`] in a binary that links libtorch: nothing is handed over.
+pub fn main_with_tensors(registry: crate::Registry, tensors: Tensors) -> i32 {
+    main_inner(registry, Some(tensors))
+}
+
+fn main_inner(registry: crate::Registry, tensors: Option<Tensors>) -> i32 {
     pipe_engine::phases::start();
     end_quietly_on_a_closed_stdout();
-    // The engine has no libtorch: it asks this probe, and only when an instance needs a GPU.
-    crate::exec::gpus::set_cuda_probe(crate::exec::gpus::CudaProbe {
-        count: || tch::Cuda::device_count().max(0) as usize,
-        // The CUDA build loads libtorch_cuda.so at start (`make build-cuda` keeps it linked).
-        built_with_cuda: || {
-            std::fs::read_to_string("/proc/self/maps").is_ok_and(|m| m.contains("libtorch_cuda"))
-        },
-    });
+    if let Some(tensors) = &tensors {
+        crate::exec::gpus::set_cuda_probe(tensors.cuda);
+    }
     let cli = Cli::parse();
     init_tracing(cli.verbose);
-    match dispatch(&cli, &registry) {
+    match dispatch(&cli, &registry, tensors.as_ref()) {
         Ok(code) => code,
         Err(err) => {
             if let Some(spec) = err.downcast_ref::<crate::spec::SpecErrors>() {
@@ -323,7 +356,7 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
+fn dispatch(cli: &Cli, registry: &crate::Registry, tensors: Option<&Tensors>) -> Result<i32> {
     match &cli.command {
         Command::Run {
             file,
@@ -338,6 +371,12 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             pipe_engine::phases::mark("pipeline file read");
             let (plan, store) = plan_and_store(registry, source, &cli.cache)?;
             pipe_engine::phases::mark("plan expanded, cache opened");
+            if !*dry_run {
+                if let Some((i, why)) = exec::first_foreign(&plan, &store, only, force)? {
+                    let reason = crate::handover::describe(&plan.instances[i].name, &why);
+                    return Err(crate::handover::hand_over(&reason));
+                }
+            }
             let arguments: Vec<String> = std::env::args().skip(1).collect();
             let mut history = RunRecord::start(file, arguments, *dry_run);
             history.stages = plan.stage_names().into_iter().map(String::from).collect();
@@ -404,6 +443,9 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
         }
         Command::Exec { key } => match exec::execute_described(registry, &cli.cache, key) {
             Ok(_) => Ok(0),
+            Err(exec::WorkerError::Foreign { instance, why }) => Err(crate::handover::hand_over(
+                &crate::handover::describe(&instance, &why),
+            )),
             Err(e) => {
                 eprintln!("pipe exec: error: {e}");
                 Ok(e.exit_code())
@@ -573,19 +615,24 @@ fn dispatch(cli: &Cli, registry: &crate::Registry) -> Result<i32> {
             shuffle,
             json,
         } => {
-            let readout = match readout {
-                ReadoutArg::LastPadded => crate::nn::Readout::LastPadded,
-                ReadoutArg::TrueLength => crate::nn::Readout::TrueLength,
+            let Some(tensors) = tensors else {
+                return Err(crate::handover::hand_over(
+                    "`pipe eval` computes on libtorch",
+                ));
             };
-            let report = match crate::nn::evaluate_file(
-                *variant,
-                readout,
-                weights,
-                data,
-                *batch_size,
-                *device,
-                *shuffle,
-            ) {
+            let request = EvalRequest {
+                variant: *variant,
+                readout: match readout {
+                    ReadoutArg::LastPadded => crate::model::Readout::LastPadded,
+                    ReadoutArg::TrueLength => crate::model::Readout::TrueLength,
+                },
+                weights: weights.clone(),
+                data: data.clone(),
+                batch_size: *batch_size,
+                device: *device,
+                shuffle: *shuffle,
+            };
+            let report = match (tensors.evaluate)(&request) {
                 Ok(report) => report,
                 Err(e) => {
                     // The message is complete; its sources would only repeat it.

@@ -47,8 +47,8 @@ impl Sandbox {
     /// Plans and runs `yaml`, returning the engine's event stream as well.
     pub fn run_recorded(&self, yaml: &str) -> (RunSummary, Vec<EventRecord>) {
         let path = self.write(yaml);
-        let plan =
-            Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("plan failed:\n{e}"));
+        let plan = Plan::load(&pipe_thesis_torch::registry(), &path)
+            .unwrap_or_else(|e| panic!("plan failed:\n{e}"));
         let store = Store::open(&self.cache()).expect("store");
         let options = RunOptions {
             jobs: 2,
@@ -68,8 +68,8 @@ impl Sandbox {
 
     pub fn run_with(&self, yaml: &str, adjust: impl FnOnce(&mut RunOptions)) -> RunSummary {
         let path = self.write(yaml);
-        let plan =
-            Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("plan failed:\n{e}"));
+        let plan = Plan::load(&pipe_thesis_torch::registry(), &path)
+            .unwrap_or_else(|e| panic!("plan failed:\n{e}"));
         let store = Store::open(&self.cache()).expect("store");
         let mut options = RunOptions {
             jobs: 2,

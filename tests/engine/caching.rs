@@ -138,7 +138,11 @@ stages:
     );
     assert_eq!(sandbox.read_artifact("grid/2-y/v"), "2-y-0\n");
     // `threads: ${size}` kept its integer type, or the plan would have been rejected.
-    let plan = pipe::Plan::load(&pipe::registry(), &sandbox.path().join("pipeline.yaml")).unwrap();
+    let plan = pipe::Plan::load(
+        &pipe_thesis_torch::registry(),
+        &sandbox.path().join("pipeline.yaml"),
+    )
+    .unwrap();
     assert_eq!(plan.instances[3].resolved.threads, 2);
 }
 

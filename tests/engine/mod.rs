@@ -1,6 +1,7 @@
 mod caching;
 mod faults;
 mod gpus;
+mod handover;
 mod history;
 mod malformed;
 mod mounts;

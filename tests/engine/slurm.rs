@@ -36,7 +36,8 @@ fn slurm_options() -> SlurmOptions {
 
 fn run_on_slurm(sandbox: &Sandbox, yaml: &str, options: &SlurmOptions) -> RunSummary {
     let path = sandbox.write(yaml);
-    let plan = Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("plan failed:\n{e}"));
+    let plan = Plan::load(&pipe_thesis_torch::registry(), &path)
+        .unwrap_or_else(|e| panic!("plan failed:\n{e}"));
     let store = Store::open(&sandbox.cache()).expect("store");
     let run_options = RunOptions {
         jobs: 2,
@@ -437,7 +438,7 @@ fn max_jobs_caps_what_is_queued_at_once() {
     );
     let sandbox = Sandbox::new();
     let path = sandbox.write(&yaml);
-    let plan = Plan::load(&pipe::registry(), &path).expect("plan");
+    let plan = Plan::load(&pipe_thesis_torch::registry(), &path).expect("plan");
     let mut options = slurm_options();
     options.settings = plan
         .source

@@ -53,7 +53,7 @@ fn printed_tables() -> BTreeMap<(String, String), f64> {
 fn thesis_analysis_pipeline_reproduces_tables_6_1_to_6_5() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plan = Plan::load(
-        &pipe::registry(),
+        &pipe_thesis_torch::registry(),
         &repo().join("pipelines/analysis-thesis.yaml"),
     )
     .unwrap_or_else(|e| panic!("plan failed:\n{e}"));

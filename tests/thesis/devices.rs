@@ -16,7 +16,7 @@ fn train_yaml(device: &str) -> String {
 fn resolved_params(yaml: &str, stage: &str) -> serde_json::Value {
     let sandbox = Sandbox::new();
     let path = sandbox.write(yaml);
-    let plan = Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
+    let plan = Plan::load(&pipe_thesis_torch::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
     let instance = plan.instances.iter().find(|i| i.stage == stage);
     instance.expect("stage").resolved.params.value()
 }
@@ -59,7 +59,8 @@ fn device_cpu_keeps_the_parameters_and_so_the_keys_of_before() {
     let gpus = |yaml: &str| {
         let sandbox = Sandbox::new();
         let path = sandbox.write(yaml);
-        let plan = Plan::load(&pipe::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
+        let plan =
+            Plan::load(&pipe_thesis_torch::registry(), &path).unwrap_or_else(|e| panic!("{e}"));
         let index = plan
             .instances
             .iter()

@@ -73,7 +73,7 @@ const THESIS_RENAME: &str = r#"
 #[test]
 fn the_weight_files_content_is_in_the_key() {
     let sandbox = Sandbox::new();
-    let fixture = repo("crates/thesis/src/nn/import/fixtures/tiny_rnn_tanh.pt");
+    let fixture = repo("crates/thesis-torch/src/nn/import/fixtures/tiny_rnn_tanh.pt");
     let weights = sandbox.path().join("weights.bin");
     std::fs::copy(&fixture, &weights).unwrap();
     let yaml = r#"

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use pipe::nn::{
+use pipe_thesis_torch::nn::{
     cell::run_stack, evaluate, load_checkpoint, make_batch, save_checkpoint, train_epoch, Adam,
     AdamConfig, CellEngine, Example, ModelConfig, NnError, Readout, RecurrentModel,
     TrainingProgress, Variant, WeightKind,
@@ -50,7 +50,7 @@ fn reference_params(model: &RecurrentModel) -> Vec<Tensor> {
 /// Our loop and fused engines against libtorch's kernels: outputs within 1e-5, and for the loop
 /// engine also the gradients of every recurrent parameter.
 fn check_against_builtin(variant: Variant, layers: i64) {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let config = small_config(variant, layers);
     let model = RecurrentModel::new(config.clone(), 11).unwrap();
     let input = Tensor::randn([9, 4, 5], tch::kind::FLOAT_CPU);
@@ -189,7 +189,7 @@ fn random_mask(shape: &[i64]) -> Tensor {
 
 #[test]
 fn masked_entries_get_zero_gradient_and_stay_zero() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data = tiny_data(32, 3);
     for variant in Variant::ALL {
         for engine in [CellEngine::Loop, CellEngine::Fused] {
@@ -213,9 +213,9 @@ fn masked_entries_get_zero_gradient_and_stay_zero() {
             for _ in 0..5 {
                 adam.zero_grad();
                 let logits = model.forward(&batch).unwrap();
-                let loss = pipe::nn::cross_entropy(&logits, &batch.labels).unwrap();
+                let loss = pipe_thesis_torch::nn::cross_entropy(&logits, &batch.labels).unwrap();
                 loss.backward();
-                pipe::nn::clip_grad_norm(&adam.gradients(), 5.0).unwrap();
+                pipe_thesis_torch::nn::clip_grad_norm(&adam.gradients(), 5.0).unwrap();
                 for layer in 0..3 {
                     for kind in [WeightKind::InputToHidden, WeightKind::HiddenToHidden] {
                         let weight = model.weight(layer, kind).unwrap();
@@ -290,7 +290,7 @@ fn scratch_dir(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn same_seed_gives_byte_identical_files() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let dir = scratch_dir("identical");
     for variant in Variant::ALL {
         let first = run_and_save(variant, &dir.join("a").tap_create());
@@ -322,7 +322,7 @@ impl TapCreate for std::path::PathBuf {
 
 #[test]
 fn resumed_training_is_byte_identical() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let cases = Variant::ALL
         .into_iter()
         .flat_map(|v| [(v, CellEngine::Loop), (v, CellEngine::Fused)]);
@@ -405,7 +405,7 @@ fn checkpoint_for_another_model_is_refused() {
 
 #[test]
 fn adam_matches_tch_adam() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     tch::manual_seed(4);
     let vs = tch::nn::VarStore::new(tch::Device::Cpu);
     let weight = vs.root().var(
@@ -450,7 +450,7 @@ fn adam_matches_tch_adam() {
 
 #[test]
 fn true_length_readout_ignores_padding() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     for variant in Variant::ALL {
         let config = ModelConfig {
             readout: Readout::TrueLength,
@@ -472,7 +472,7 @@ fn true_length_readout_ignores_padding() {
 
 #[test]
 fn last_padded_readout_reads_the_final_padded_step() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let model = RecurrentModel::new(small_config(Variant::Lstm, 2), 2).unwrap();
     let long = Example::from_text("BTSSXXTVVE", 1);
     let short = Example::from_text("BPVE", 0);
@@ -495,7 +495,7 @@ fn saved_tensors(model: &RecurrentModel, dir: &Path) -> Vec<(String, Tensor)> {
 
 #[test]
 fn save_load_round_trip_and_named_errors() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let dir = scratch_dir("load-errors");
     let config = small_config(Variant::Lstm, 2);
     let mut model = RecurrentModel::new(config.clone(), 1).unwrap();

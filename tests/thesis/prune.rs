@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use pipe::nn::{ModelConfig, RecurrentModel, WeightKind};
+use pipe_thesis_torch::nn::{ModelConfig, RecurrentModel, WeightKind};
 
 use crate::common::Sandbox;
 
@@ -126,13 +126,13 @@ fn prune_stage_writes_outputs_and_is_deterministic() {
 #[test]
 fn native_retraining_follows_libtorch_for_every_variant() {
     use pipe::data::{generate, GeneratorParams, Split, TestSize};
-    use pipe::nn::native::{NativeBatch, NativeNetwork};
-    use pipe::nn::{
+    use pipe_thesis_torch::nn::native::{NativeBatch, NativeNetwork};
+    use pipe_thesis_torch::nn::{
         epoch_order, magnitude_masks, pruned_copy, train_epoch, Adam, AdamConfig, CellEngine,
         EmbeddingInit, Example, PruneTarget, Readout, ThresholdScope, Variant,
     };
 
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data: Vec<Example> = generate(&GeneratorParams {
         total: 120,
         test: TestSize::Count(0),

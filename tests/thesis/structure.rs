@@ -4,13 +4,15 @@
 
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{Graph, GraphFamily};
-use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
-use pipe::nn::random::{
+use pipe_thesis_torch::nn::native::{Isa, NativeBatch, NativeNetwork};
+use pipe_thesis_torch::nn::random::{
     clip_grad_norm_per_network, per_network_cross_entropy, NetworkGroup, NetworkStructure,
     RandomNetwork,
 };
-use pipe::nn::{clip_grad_norm, cross_entropy, make_batch, Adam, AdamConfig, Example, Readout};
-use pipe::nn::{
+use pipe_thesis_torch::nn::{
+    clip_grad_norm, cross_entropy, make_batch, Adam, AdamConfig, Example, Readout,
+};
+use pipe_thesis_torch::nn::{
     magnitude_masks, pruned_copy, Batch, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope,
     Variant,
 };
@@ -90,7 +92,7 @@ fn batch(data: &[Example], range: std::ops::Range<usize>) -> Batch {
 
 #[test]
 fn group_outputs_and_gradients_equal_each_network_alone() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data = examples(200);
     let batch = batch(&data, 0..24);
     for variant in Variant::ALL {
@@ -130,7 +132,7 @@ fn group_outputs_and_gradients_equal_each_network_alone() {
 
 #[test]
 fn training_a_group_matches_training_each_network_alone_and_padding_stays_zero() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data = examples(300);
     for variant in [Variant::RnnTanh, Variant::Lstm, Variant::Gru] {
         let alone = networks(variant, Readout::LastPadded);
@@ -329,7 +331,7 @@ fn native_batch(data: &[Example], range: std::ops::Range<usize>) -> NativeBatch 
 /// and structure (skips, several sources, one-layer-deep).
 #[test]
 fn native_outputs_and_gradients_equal_the_reference() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data = examples(200);
     let reference_batch = batch(&data, 0..24);
     let batch = native_batch(&data, 0..24);
@@ -380,7 +382,7 @@ fn native_outputs_and_gradients_equal_the_reference() {
 /// Training natively (clipping active, Adam) follows training the reference step by step.
 #[test]
 fn native_training_follows_the_reference() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data = examples(300);
     let config = AdamConfig {
         lr: 0.01,
@@ -470,7 +472,7 @@ fn odd_width_model(variant: Variant) -> ModelConfig {
 /// (pruned) model, so a result does not depend on the machine it ran on.
 #[test]
 fn every_isa_path_is_bit_identical_to_the_portable_one() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let supported = Isa::supported();
     // Visible in the test log: which paths this CPU let the test compare.
     eprintln!(
@@ -530,7 +532,7 @@ fn an_isa_this_cpu_lacks_is_refused() {
 /// weights skipped) trains to the same bits, at a mixed and at a complete pruning level.
 #[test]
 fn a_pruned_model_gives_the_same_bits_dense_or_term_by_term() {
-    let _torch = pipe::nn::TorchThreads::acquire(1);
+    let _torch = pipe_thesis_torch::nn::TorchThreads::acquire(1);
     let data = examples(200);
     let isa = Isa::best();
     for variant in Variant::ALL {

@@ -199,7 +199,7 @@ fn model_hash_of(sandbox: &Sandbox, stage: &str) -> String {
 /// Scheduling never changes bytes: an instance with `threads: 1` computed beside one with
 /// `threads: 2` (both in one process, jobs 3, so they overlap) gives the bytes it gives alone,
 /// and so does the other. libtorch's thread count is process-global; the torch thread lease
-/// (`pipe::nn::TorchThreads`) keeps one count in force at a time.
+/// (`pipe_thesis_torch::nn::TorchThreads`) keeps one count in force at a time.
 #[test]
 fn an_instance_gives_the_same_bytes_whatever_runs_beside_it() {
     let together = Sandbox::new();
@@ -227,7 +227,7 @@ fn an_instance_gives_the_same_bytes_whatever_runs_beside_it() {
 /// it should have, and NaN or infinite weights are an error naming the tensor (not an accuracy).
 #[test]
 fn eval_errors_say_each_cause_once_and_reject_non_finite_weights() {
-    use pipe::nn::{ModelConfig, RecurrentModel, Variant};
+    use pipe_thesis_torch::nn::{ModelConfig, RecurrentModel, Variant};
     use tch::Tensor;
 
     let sandbox = Sandbox::new();

@@ -1,11 +1,12 @@
 //! The thesis "Investigating Sparsity in Recurrent Neural Networks" as `pipe` plugins: the domain
-//! code ([`data`], [`nn`], [`graph`], [`stats`], [`analysis`], [`report`]) and the thin plugins
-//! that call it ([`stages`]), added to a registry by [`register`].
+//! code that needs no libtorch ([`data`], [`graph`], [`stats`], [`analysis`], [`report`], and the
+//! recurrent models as configuration, [`model`]) and the thin plugins ([`stages`]), added to a
+//! registry by [`register`]. The neural networks themselves are `pipe-thesis-torch`'s.
 
 pub mod analysis;
 pub mod data;
 pub mod graph;
-pub mod nn;
+pub mod model;
 pub mod report;
 pub mod stages;
 pub mod stats;

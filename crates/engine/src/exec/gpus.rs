@@ -2,7 +2,7 @@
 //! check that a run can have them before anything runs.
 //!
 //! The engine does not link libtorch, so the CUDA device count comes from a probe the binary
-//! installs once ([`set_cuda_probe`]; `pipe` installs `tch::Cuda::device_count`). It is asked
+//! installs once ([`set_cuda_probe`]; `pipe-torch` installs `tch::Cuda::device_count`, `pipe` none). It is asked
 //! only when some instance needs a GPU, so CPU-only runs never initialise CUDA.
 //!
 //! - `PIPE_GPUS=0,1` (indices as this process sees them) overrides the count; without CUDA it
@@ -32,6 +32,12 @@ pub struct CudaProbe {
 /// Installs the CUDA probe (once per process; later calls are ignored).
 pub fn set_cuda_probe(probe: CudaProbe) {
     let _ = PROBE.set(probe);
+}
+
+/// Whether this binary installed a CUDA probe: one without cannot count GPUs, so it hands
+/// instances that need one to a binary that can ([`super::first_foreign`]).
+pub fn has_cuda_probe() -> bool {
+    PROBE.get().is_some()
 }
 
 /// Why the GPUs cannot be determined or do not suffice.

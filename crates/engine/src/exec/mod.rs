@@ -472,6 +472,57 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// Why this process cannot compute an instance it would otherwise run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Foreign {
+    /// Its plugin is declared here but computes in another binary ([`Plugin::runnable`]).
+    ///
+    /// [`Plugin::runnable`]: crate::stage::Plugin::runnable
+    Plugin(&'static str),
+    /// It needs a GPU and this binary has no CUDA probe ([`gpus::set_cuda_probe`]).
+    Gpu,
+}
+
+/// Whether `instance` can compute in this process (`None`) or not, and why.
+pub fn foreign(plan: &Plan, index: usize) -> Option<Foreign> {
+    let instance = &plan.instances[index];
+    if !instance.plugin.runnable() {
+        Some(Foreign::Plugin(instance.plugin.kind()))
+    } else if !gpus::has_cuda_probe() && gpus::instance_gpus(plan, index) > 0 {
+        Some(Foreign::Gpu)
+    } else {
+        None
+    }
+}
+
+/// The first instance (plan order) a run with `only` and `force` may compute that this process
+/// cannot, and why: a binary that plans without libtorch then hands the run over before it
+/// starts. An instance counts unless it is up to date in the cache; the cache is read only when
+/// such an instance is selected at all, so a plan without one costs a pass over its instances.
+pub fn first_foreign(
+    plan: &Plan,
+    store: &Store,
+    only: &[String],
+    force: &[String],
+) -> Result<Option<(usize, Foreign)>, ExecError> {
+    let (selected, _) = selection(plan, only, force)?;
+    let mut candidates: Vec<(usize, Foreign)> = selected
+        .iter()
+        .filter_map(|&i| foreign(plan, i).map(|why| (i, why)))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let up_to_date: HashSet<usize> = status(plan, store, force)?
+        .into_iter()
+        .filter(|(_, s)| *s == Status::UpToDate)
+        .map(|(i, _)| i)
+        .collect();
+    candidates.retain(|(i, _)| !up_to_date.contains(i));
+    let position = |i: usize| plan.order.iter().position(|&o| o == i);
+    Ok(candidates.into_iter().min_by_key(|(i, _)| position(*i)))
+}
+
 /// For each instance (plan order): up to date, or will run and why. Reads the cache only.
 pub fn status(
     plan: &Plan,

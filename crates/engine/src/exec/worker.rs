@@ -59,6 +59,12 @@ pub enum WorkerError {
     NoDescription { key: String, path: PathBuf },
     #[error("`{0}` is not an instance key (keys are lowercase hexadecimal)")]
     InvalidKey(String),
+    /// Found before anything is written: the caller hands the job to a binary that can.
+    #[error("instance {instance} cannot compute in this binary ({why:?})")]
+    Foreign {
+        instance: String,
+        why: super::Foreign,
+    },
     #[error("job description {path} is unreadable: {message}")]
     BadDescription { path: PathBuf, message: String },
     #[error("the pipeline in the job description no longer plans:\n{0}")]
@@ -214,6 +220,12 @@ pub fn execute_described(
         .iter()
         .find(|i| i.name == description.instance)
         .ok_or_else(|| WorkerError::UnknownInstance(description.instance.clone()))?;
+    if let Some(why) = super::foreign(&plan, instance.index) {
+        return Err(WorkerError::Foreign {
+            instance: instance.name.clone(),
+            why,
+        });
+    }
     let by_name: BTreeMap<&str, usize> = plan
         .instances
         .iter()

@@ -267,6 +267,12 @@ pub trait Plugin: Send + Sync + 'static {
         Ok(())
     }
     fn run(&self, params: Self::Params, ctx: &mut StageContext<'_>) -> Result<(), StageError>;
+    /// Whether [`Plugin::run`] can compute in this binary. `false` for a plugin that is declared
+    /// here (so plans, keys and reports know it) but computes in another binary: `pipe` without
+    /// libtorch declares the tensor stages and hands a run that must compute one to `pipe-torch`.
+    fn runnable(&self) -> bool {
+        true
+    }
 }
 
 /// The object-safe interface the engine calls.
@@ -286,6 +292,8 @@ pub trait Stage: Send + Sync {
         schema: &schemars::Schema,
     ) -> Result<Resolved, Vec<ParamError>>;
     fn run(&self, ctx: &mut StageContext<'_>) -> Result<(), StageError>;
+    /// [`Plugin::runnable`].
+    fn runnable(&self) -> bool;
 }
 
 impl<P: Plugin> Stage for P {
@@ -374,6 +382,10 @@ impl<P: Plugin> Stage for P {
         let typed: P::Params = serde_json::from_value(ctx.params.clone())
             .map_err(|e| StageError::Failed(format!("parameters do not decode: {e}")))?;
         Plugin::run(self, typed, ctx)
+    }
+
+    fn runnable(&self) -> bool {
+        Plugin::runnable(self)
     }
 }
 

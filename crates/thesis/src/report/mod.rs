@@ -23,7 +23,7 @@ use sections::{
 };
 use svg::escape;
 
-pub use crate::nn::Variant;
+pub use crate::model::Variant;
 
 /// How the report names a variant: titles, the thesis's table keys, and fan-in labels.
 pub trait VariantText {

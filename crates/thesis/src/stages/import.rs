@@ -7,11 +7,15 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::import::{import_model, NameRules, WeightFormat};
-use crate::nn::{self, defaults, CellEngine, EmbeddingInit, ModelConfig, Readout, Variant};
+use super::Body;
+use crate::model::{
+    anchored_pattern, defaults, CellEngine, EmbeddingInit, ModelConfig, Readout, Variant,
+    WeightFormat,
+};
 use pipe_engine::stage::{InputSpec, OutputDecl, Plugin, StageContext, StageError};
 
-pub struct Import;
+/// The plugin; its computation is `pipe-thesis-torch`'s (`None` in a binary without libtorch).
+pub struct Import(pub Option<Body<ImportParams>>);
 
 /// The model's shape is declared (defaults: the thesis's), and every tensor is checked against it.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -113,32 +117,22 @@ impl Plugin for Import {
             }
         }
         // Bad patterns fail at planning time, not after the run started.
-        NameRules::new(&p.rename, &p.drop).map_err(|e| ("rename".to_string(), e.to_string()))?;
+        for pattern in p.rename.keys().chain(&p.drop) {
+            anchored_pattern(pattern).map_err(|e| {
+                (
+                    "rename".to_string(),
+                    format!("rename rule `{pattern}`: not a regular expression ({e})"),
+                )
+            })?;
+        }
         Ok(())
     }
 
     fn run(&self, params: ImportParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let _torch = nn::TorchThreads::acquire(1);
-        let rules = NameRules::new(&params.rename, &params.drop).map_err(StageError::failed)?;
-        let config = params.model_config();
-        let path = ctx.project_path(&params.file);
-        let model = import_model(&path, params.format, &rules, config.clone())
-            .map_err(StageError::failed)?;
-        model
-            .save(&ctx.output("model.safetensors"))
-            .map_err(StageError::failed)?;
-        let json = serde_json::to_vec_pretty(&config).map_err(StageError::failed)?;
-        std::fs::write(ctx.output("config.json"), json)
-            .map_err(|e| StageError::io("cannot write config.json", e))?;
-        let parameters: i64 = model
-            .named_parameters()
-            .iter()
-            .map(|(_, t)| t.numel() as i64)
-            .sum();
-        ctx.set_metrics(serde_json::json!({
-            "tensors": model.named_parameters().len() + model.named_masks().len(),
-            "parameters": parameters,
-        }));
-        Ok(())
+        super::compute(Self::KIND, self.0, params, ctx)
+    }
+
+    fn runnable(&self) -> bool {
+        self.0.is_some()
     }
 }

@@ -29,9 +29,7 @@ fn safe_level(after_pruning: &[(f64, f64)], unpruned: Option<f64>) -> Option<f64
     let unpruned = unpruned?;
     after_pruning
         .iter()
-        .filter(|(_, acc)| {
-            crate::nn::prune::within_tolerance(*acc, unpruned, SAFE_TOLERANCE_POINTS)
-        })
+        .filter(|(_, acc)| crate::model::within_tolerance(*acc, unpruned, SAFE_TOLERANCE_POINTS))
         .map(|(level, _)| *level)
         .reduce(f64::max)
 }

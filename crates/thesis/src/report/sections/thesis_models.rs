@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::nn::prune::within_tolerance;
+use crate::model::within_tolerance;
 use crate::report::common::{
     fmt, for_variant, numbers, our_prune_rows, rows_where, thesis_prune_rows,
 };

@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::Result;
 use pipe::data::{reber, GeneratorParams, Split, TestSize};
-use pipe::nn::load_examples;
-use pipe::nn::sweep::{run_sweep, Strategy, SweepSettings};
-use pipe::nn::{
+use pipe_thesis_torch::nn::load_examples;
+use pipe_thesis_torch::nn::sweep::{run_sweep, Strategy, SweepSettings};
+use pipe_thesis_torch::nn::{
     CellEngine, Example, ModelConfig, PruneTarget, RecurrentModel, ThresholdScope, Variant,
 };
 

@@ -7,9 +7,11 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use pipe::nn::native::{Isa, NativeBatch, NativeNetwork};
-use pipe::nn::prune::{magnitude_masks, pruned_copy, PruneTarget, ThresholdScope};
-use pipe::nn::{epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel};
+use pipe_thesis_torch::nn::native::{Isa, NativeBatch, NativeNetwork};
+use pipe_thesis_torch::nn::prune::{magnitude_masks, pruned_copy, PruneTarget, ThresholdScope};
+use pipe_thesis_torch::nn::{
+    epoch_order, AdamConfig, CellEngine, ModelConfig, Readout, RecurrentModel,
+};
 
 use crate::structure::{bench_variants, networks, thesis_sample};
 use crate::train::synthetic_reber_like;

@@ -25,14 +25,6 @@ pub fn threads() -> usize {
     1
 }
 
-/// The Adam settings of a plugin's `lr` (the rest are PyTorch's defaults).
-pub fn adam(lr: f64) -> super::AdamConfig {
-    super::AdamConfig {
-        lr,
-        ..super::AdamConfig::default()
-    }
-}
-
 /// A plugin's `clip` as a gradient-norm bound: `clip: 0` disables clipping.
 pub fn clip_norm(clip: f64) -> Option<f64> {
     (clip > 0.0).then_some(clip)

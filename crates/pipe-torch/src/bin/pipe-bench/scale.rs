@@ -2,60 +2,17 @@
 //! 10,000 and 100,000 instances (and `pipe status` with no cache on a pipeline whose every second
 //! instance reads another's output), each timed as a whole `pipe` process with its peak memory.
 //!
-//! The instances use `bench.value`, an in-process plugin registered by this binary (the way
-//! `crates/example-plugin` adds a stage), so that filling the cache takes seconds instead of the
-//! minutes 100,000 `bash` processes take; what a no-op decides is the same for any plugin. The
-//! timed commands are this binary re-executed as `pipe` (`PIPE_BENCH_AS_PIPE=1`), so they pay the
-//! same process start-up (libtorch included) as `target/release/pipe`.
+//! The instances use `bench.value`, an in-process plugin (the way `crates/example-plugin` adds a
+//! stage), so that filling the cache takes seconds instead of the minutes 100,000 `bash`
+//! processes take; what a no-op decides is the same for any plugin. The timed commands are
+//! `pipe-bench-pipe` beside this binary: `pipe` itself plus that plugin, so they pay the same
+//! process start-up as `target/release/pipe` (no libtorch).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use pipe::stage::{InputSpec, OutputDecl, Plugin, StageContext, StageError};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
-/// Set in the environment of a child that should behave as `pipe`.
-pub const AS_PIPE: &str = "PIPE_BENCH_AS_PIPE";
-
-/// Writes its `value` (and a one-number metric): the cheapest instance that still stores an output.
-struct Value;
-
-#[derive(Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-struct ValueParams {
-    value: String,
-}
-
-impl Plugin for Value {
-    type Params = ValueParams;
-    const KIND: &'static str = "bench.value";
-    const VERSION: u32 = 1;
-    const ABOUT: &'static str = "Write a value to v.txt (the scale benchmark's instance)";
-
-    fn inputs(&self) -> InputSpec {
-        InputSpec::Named(Vec::new())
-    }
-    fn outputs(&self, _params: &ValueParams) -> Vec<OutputDecl> {
-        vec![OutputDecl::new("v", "v.txt")]
-    }
-    fn run(&self, params: ValueParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
-        let length = params.value.len();
-        std::fs::write(ctx.output("v.txt"), params.value)
-            .map_err(|e| StageError::io("cannot write v.txt", e))?;
-        ctx.set_metrics(serde_json::json!({ "length": length }));
-        Ok(())
-    }
-}
-
-/// `pipe`'s registry plus `bench.value`.
-pub fn registry() -> pipe::Registry {
-    let mut registry = pipe::registry();
-    registry.register(Value);
-    registry
-}
 
 /// Both scales, then the figures measured before the index (issue #15) for comparison.
 pub fn run(scratch: &Path) -> Result<()> {
@@ -193,16 +150,22 @@ struct Measured {
 
 /// Runs this binary as `pipe ARGS` in `dir` and measures its wall time and peak resident memory.
 fn pipe_process(dir: &Path, args: &[&str]) -> Result<Measured> {
-    let exe = std::env::current_exe().context("cannot find pipe-bench itself")?;
+    let exe = std::env::current_exe()
+        .context("cannot find pipe-bench itself")?
+        .with_file_name("pipe-bench-pipe");
     let started = Instant::now();
-    let child = Command::new(exe)
+    let child = Command::new(&exe)
         .args(args)
         .current_dir(dir)
-        .env(AS_PIPE, "1")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .context("cannot start pipe")?;
+        .with_context(|| {
+            format!(
+                "cannot start {} (built by `cargo build --release`)",
+                exe.display()
+            )
+        })?;
     let pid = child.id() as libc::pid_t;
     // Read the pipes on threads so a chatty child never blocks, then reap it with wait4 for its
     // own peak RSS (RUSAGE_CHILDREN would give the maximum over every child so far).

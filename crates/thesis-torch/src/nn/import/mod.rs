@@ -14,26 +14,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::tensors::read_safetensors_map;
 use super::{ModelConfig, NnError, RecurrentModel};
 pub use torch_file::{read_torch_file, TorchFileError};
 
-/// The container format of a weight file.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightFormat {
-    /// From the first bytes: a zip or pickle is PyTorch, anything else safetensors.
-    #[default]
-    Auto,
-    Safetensors,
-    /// `torch.save` of a state dict, zip or legacy format (`.pt`, `.pth`, `.bin`).
-    Pytorch,
-}
+pub use pipe_thesis::model::WeightFormat;
 
 /// What is wrong with one tensor.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,7 +142,7 @@ pub struct NameRules {
 }
 
 fn anchored(pattern: &str) -> Result<Regex, ImportError> {
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ImportError::BadPattern {
+    pipe_thesis::model::anchored_pattern(pattern).map_err(|e| ImportError::BadPattern {
         pattern: pattern.to_string(),
         reason: e.to_string(),
     })

@@ -96,7 +96,7 @@ fn one(scratch: &Path, instances: usize, arrays: bool, program: &Path) -> Result
     slurm_options.max_poll = Duration::from_millis(500);
     let executor = Executor::Slurm(slurm_options.clone());
     let started = Instant::now();
-    let plan = Plan::load(&pipe::registry(), &file)?;
+    let plan = Plan::load(&pipe_thesis_torch::registry(), &file)?;
     let summary = pipe::run_with(&plan, &store, &options, &executor, &|_| {})?;
     let seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(

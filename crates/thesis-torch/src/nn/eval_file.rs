@@ -47,7 +47,7 @@ pub fn evaluate_file(
     } else {
         (0..tch::Cuda::device_count().max(0) as usize).collect()
     };
-    let device = device.resolve(&ordinals)?;
+    let device = super::device::resolve(device, &ordinals)?;
     let config = super::infer_config(variant, readout, weights)?;
     let model = RecurrentModel::load(config, weights)?.into_device(device)?;
     let dataset = Dataset::import_with_split(data, crate::data::TestSize::Count(0), 0)?;

@@ -35,7 +35,7 @@ fn noop_rerun(root: &Path, instances: usize) -> Result<()> {
         artifacts: dir.join("artifacts"),
     };
     let started = Instant::now();
-    let plan = Plan::load(&pipe::registry(), &file)?;
+    let plan = Plan::load(&pipe_thesis_torch::registry(), &file)?;
     let first = pipe::run(&plan, &store, &options, &|_| {})?;
     let cold = started.elapsed().as_secs_f64();
     anyhow::ensure!(
@@ -48,7 +48,7 @@ fn noop_rerun(root: &Path, instances: usize) -> Result<()> {
     let mut plan_seconds = 0.0;
     for _ in 0..3 {
         let started = Instant::now();
-        let plan = Plan::load(&pipe::registry(), &file)?;
+        let plan = Plan::load(&pipe_thesis_torch::registry(), &file)?;
         plan_seconds = started.elapsed().as_secs_f64();
         let again = pipe::run(&plan, &store, &options, &|_| {})?;
         anyhow::ensure!(

@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use pipe::nn::native::{NativeBatch, NativeNetwork};
-use pipe::nn::{
+use pipe_thesis_torch::nn::native::{NativeBatch, NativeNetwork};
+use pipe_thesis_torch::nn::{
     epoch_order, train_epoch, Adam, AdamConfig, CellEngine, Example, ModelConfig, RecurrentModel,
     Variant,
 };
@@ -103,11 +103,11 @@ fn time_builtin(variant: Variant, data: &[Example]) -> Result<f64, Box<dyn std::
     let head = tch::nn::linear(&root / "head", 50, 2, Default::default());
     let mut optimizer = tch::nn::Adam::default().build(&vs, 1e-3)?;
 
-    let order = pipe::nn::epoch_order(data.len(), 1, 0);
+    let order = pipe_thesis_torch::nn::epoch_order(data.len(), 1, 0);
     let start = Instant::now();
     for chunk in order.chunks(BATCH_SIZE) {
         let examples: Vec<&Example> = chunk.iter().map(|&i| &data[i]).collect();
-        let batch = pipe::nn::make_batch(&examples)?;
+        let batch = pipe_thesis_torch::nn::make_batch(&examples)?;
         let embedded = embedding.forward(&batch.tokens);
         let batch_size = embedded.size()[1];
         let zeros = Tensor::zeros([3, batch_size, 50], (Kind::Float, tch::Device::Cpu));

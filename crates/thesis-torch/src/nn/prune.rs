@@ -11,7 +11,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
 use super::adam::Adam;
@@ -24,48 +23,7 @@ use super::tensors::{
 use super::train::epoch_order;
 use super::{NnError, NnResult};
 
-/// Which recurrent matrices are pruned (biases, embedding and head never are).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PruneTarget {
-    /// `weight_ih_l*` and `weight_hh_l*`
-    Both,
-    /// `weight_ih_l*` only (the thesis's "i2h")
-    Ih,
-    /// `weight_hh_l*` only (the thesis's "h2h")
-    Hh,
-}
-
-impl PruneTarget {
-    pub fn kinds(self) -> &'static [WeightKind] {
-        match self {
-            PruneTarget::Both => &[WeightKind::InputToHidden, WeightKind::HiddenToHidden],
-            PruneTarget::Ih => &[WeightKind::InputToHidden],
-            PruneTarget::Hh => &[WeightKind::HiddenToHidden],
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            PruneTarget::Both => "both",
-            PruneTarget::Ih => "ih",
-            PruneTarget::Hh => "hh",
-        }
-    }
-}
-
-/// Over which weights one threshold is computed.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ThresholdScope {
-    /// One threshold over the selected matrices of all layers pooled (the thesis's code).
-    #[default]
-    Global,
-    /// One threshold per matrix (the thesis's text).
-    Layer,
-}
+pub use pipe_thesis::model::{within_tolerance, PruneTarget, ThresholdScope};
 
 /// numpy's `percentile(values, percent)` with the default linear method, in f64: the value at
 /// rank `percent/100 · (n − 1)` of the sorted values, interpolated with numpy's `_lerp` (which
@@ -567,13 +525,6 @@ pub fn clip_grad_norm_per_member(
         let _ = gradient.f_mul_(&coef.f_reshape(&shape)?)?;
     }
     Ok(())
-}
-
-/// Whether `acc` is within `tolerance_points` percentage points below `reference`, the rule for
-/// a "safe" pruning level: `acc >= reference − tolerance`, with a little slack so that
-/// accuracies that are equal as fractions of the test set are not split by float rounding.
-pub fn within_tolerance(acc: f64, reference: f64, tolerance_points: f64) -> bool {
-    acc + 1e-9 >= reference - tolerance_points / 100.0
 }
 
 #[cfg(test)]

@@ -6,11 +6,11 @@ use std::time::Instant;
 use anyhow::Result;
 use pipe::data::{generate, GeneratorParams, Split, TestSize};
 use pipe::graph::{generate_graph_set_seeded, GenerationConfig};
-use pipe::nn::native::{test_batches, NativeBatch, NativeNetwork};
-use pipe::nn::random::{
+use pipe_thesis_torch::nn::native::{test_batches, NativeBatch, NativeNetwork};
+use pipe_thesis_torch::nn::random::{
     evaluate_group, network_seed, train_group_epoch, NetworkGroup, NetworkStructure, RandomNetwork,
 };
-use pipe::nn::{
+use pipe_thesis_torch::nn::{
     clip_grad_norm, cross_entropy, epoch_order, make_batch, Adam, AdamConfig, Example, Readout,
     Variant,
 };
@@ -181,7 +181,7 @@ fn grouped(
     test: &[Example],
     batches: usize,
 ) -> Result<(Timing, f64)> {
-    let plan = pipe::nn::random::plan_groups(structures, group_size);
+    let plan = pipe_thesis_torch::nn::random::plan_groups(structures, group_size);
     let all = networks(structures, variant)?;
     let mut train_seconds = 0.0;
     let mut test_seconds = 0.0;

@@ -27,14 +27,7 @@ mod train;
 
 use anyhow::{anyhow, Result};
 
-// The allocator of `pipe` itself, since the scale section times this binary re-executed as `pipe`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> Result<()> {
-    if std::env::var_os(scale::AS_PIPE).is_some() {
-        pipe::cli::exit(pipe::cli::main_with(scale::registry()));
-    }
     let mut args = std::env::args().skip(1);
     let section = args.next();
     let scratch = tempfile::Builder::new().prefix("pipe-bench").tempdir()?;
@@ -61,7 +54,7 @@ fn main() -> Result<()> {
     if wants("prune") {
         let variant = match args.next() {
             Some(name) => name.parse().map_err(anyhow::Error::msg)?,
-            None => pipe::nn::Variant::Gru,
+            None => pipe_thesis_torch::nn::Variant::Gru,
         };
         let trained = args.next().map(std::path::PathBuf::from);
         let data = args.next().map(std::path::PathBuf::from);

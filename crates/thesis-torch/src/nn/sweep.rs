@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::native::{test_batches, NativeBatch, NativeNetwork, NativePass};
@@ -44,37 +43,7 @@ impl SweepError {
     }
 }
 
-/// How the levels of one sweep are retrained; all compute the same mathematics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// The fastest on CPU (`pipe-bench prune`, 10 levels, one thread): native for every variant
-    /// (with fused multiply-add: RNN-tanh 2.4×, GRU 2.4×, LSTM 1.0–1.3× sequential libtorch, whose
-    /// LSTM is oneDNN's fused cell). On a GPU: batched.
-    #[default]
-    Auto,
-    /// Every level as a [`NativeNetwork`] (plain Rust, no libtorch), levels in parallel on
-    /// `threads`; bit-identical whatever the thread count and after a resume.
-    Native,
-    /// All levels stacked along a leading axis and trained as one tensor program (always the
-    /// loop cells, whatever engine the base model's config names). 1.5× faster for GRU, but a
-    /// run resumed after a kill drifts by about 1e-4 from an uninterrupted one, so it is not
-    /// the default until that is found.
-    Batched,
-    /// One level after the other, each as a plain libtorch model with the config's cell
-    /// engine; resumes bit-identically.
-    Sequential,
-}
-
-impl Strategy {
-    /// What `auto` means on the CPU; the other strategies stand for themselves.
-    pub fn resolve(self) -> Strategy {
-        match self {
-            Strategy::Auto => Strategy::Native,
-            chosen => chosen,
-        }
-    }
-}
+pub use pipe_thesis::model::Strategy;
 
 /// Everything a sweep needs besides the model and the data.
 #[derive(Debug, Clone)]

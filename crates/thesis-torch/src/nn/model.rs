@@ -10,7 +10,6 @@ use std::path::Path;
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::batch::Batch;
@@ -20,169 +19,10 @@ use super::tensors::{
 };
 use super::{NnError, NnResult};
 
-/// Which time step the classifier reads.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Readout {
-    /// The thesis code: the output at the last time step of the right-padded batch (padding
-    /// tokens pass through the embedding and the recurrence).
-    #[default]
-    LastPadded,
-    /// The output at each sequence's own last position.
-    TrueLength,
-}
-
-/// How the embedding table is initialised (the recurrent and head parameters are always
-/// U(−1/√H, 1/√H); for the head that is also PyTorch's `Linear` default since its fan-in is H).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum EmbeddingInit {
-    /// N(0, 1), PyTorch's `nn.Embedding` default.
-    #[default]
-    Normal,
-    /// U(−1/√H, 1/√H) like every other parameter.
-    Uniform,
-}
-
-/// Shape and behaviour of a [`RecurrentModel`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub variant: Variant,
-    #[serde(default = "default_vocab_size")]
-    pub vocab_size: i64,
-    pub embedding_dim: i64,
-    pub hidden_size: i64,
-    pub num_layers: i64,
-    #[serde(default = "default_num_classes")]
-    pub num_classes: i64,
-    #[serde(default)]
-    pub readout: Readout,
-    #[serde(default)]
-    pub engine: CellEngine,
-    #[serde(default)]
-    pub embedding_init: EmbeddingInit,
-}
-
-fn default_vocab_size() -> i64 {
-    128
-}
-
-fn default_num_classes() -> i64 {
-    2
-}
-
-impl ModelConfig {
-    /// The thesis's configuration: E = 50, H = 50, 3 layers, 128 ASCII codes, 2 classes.
-    pub fn thesis(variant: Variant) -> Self {
-        ModelConfig {
-            variant,
-            vocab_size: default_vocab_size(),
-            embedding_dim: 50,
-            hidden_size: 50,
-            num_layers: 3,
-            num_classes: default_num_classes(),
-            readout: Readout::default(),
-            engine: CellEngine::default(),
-            embedding_init: EmbeddingInit::default(),
-        }
-    }
-
-    fn validate(&self) -> NnResult<()> {
-        let positive = [
-            ("vocab_size", self.vocab_size),
-            ("embedding_dim", self.embedding_dim),
-            ("hidden_size", self.hidden_size),
-            ("num_layers", self.num_layers),
-            ("num_classes", self.num_classes),
-        ];
-        for (field, value) in positive {
-            if value < 1 {
-                return Err(NnError::InvalidConfig(format!(
-                    "{field} must be at least 1, got {value}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Every tensor of the model with its shape, parameters first (in initialisation order),
-    /// then masks.
-    pub fn tensor_shapes(&self) -> Vec<(String, Vec<i64>)> {
-        let gates = self.variant.gate_count() * self.hidden_size;
-        let mut shapes = vec![(
-            "embedding.weight".to_string(),
-            vec![self.vocab_size, self.embedding_dim],
-        )];
-        for layer in 0..self.num_layers {
-            let input = self.layer_input_size(layer);
-            shapes.push((param_name("weight_ih", layer), vec![gates, input]));
-            shapes.push((
-                param_name("weight_hh", layer),
-                vec![gates, self.hidden_size],
-            ));
-            shapes.push((param_name("bias_ih", layer), vec![gates]));
-            shapes.push((param_name("bias_hh", layer), vec![gates]));
-        }
-        shapes.push((
-            "head.weight".to_string(),
-            vec![self.num_classes, self.hidden_size],
-        ));
-        shapes.push(("head.bias".to_string(), vec![self.num_classes]));
-        for layer in 0..self.num_layers {
-            let input = self.layer_input_size(layer);
-            shapes.push((
-                mask_name(WeightKind::InputToHidden, layer),
-                vec![gates, input],
-            ));
-            shapes.push((
-                mask_name(WeightKind::HiddenToHidden, layer),
-                vec![gates, self.hidden_size],
-            ));
-        }
-        shapes
-    }
-
-    fn layer_input_size(&self, layer: i64) -> i64 {
-        if layer == 0 {
-            self.embedding_dim
-        } else {
-            self.hidden_size
-        }
-    }
-}
-
-/// The two maskable weight matrices of a recurrent layer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WeightKind {
-    /// `weight_ih_l{k}`
-    InputToHidden,
-    /// `weight_hh_l{k}`
-    HiddenToHidden,
-}
-
-impl WeightKind {
-    fn stem(self) -> &'static str {
-        match self {
-            WeightKind::InputToHidden => "weight_ih",
-            WeightKind::HiddenToHidden => "weight_hh",
-        }
-    }
-}
-
-fn param_name(stem: &str, layer: i64) -> String {
-    format!("rnn.{stem}_l{layer}")
-}
-
-/// `mask.rnn.weight_ih_l{k}` / `mask.rnn.weight_hh_l{k}`
-pub fn mask_name(kind: WeightKind, layer: i64) -> String {
-    format!("mask.{}", param_name(kind.stem(), layer))
-}
+pub use pipe_thesis::model::config::{default_num_classes, default_vocab_size};
+pub use pipe_thesis::model::{
+    mask_name, param_name, EmbeddingInit, ModelConfig, Readout, WeightKind,
+};
 
 /// One recurrent layer's parameters and masks.
 #[derive(Debug)]
@@ -259,7 +99,7 @@ impl RecurrentModel {
     /// fixed order: embedding, each layer's `weight_ih, weight_hh, bias_ih, bias_hh`, then the
     /// head's weight and bias. Masks are all ones.
     pub fn new(config: ModelConfig, seed: u64) -> NnResult<Self> {
-        config.validate()?;
+        config.validate().map_err(NnError::InvalidConfig)?;
         let mut sampler = ParameterSampler::new(seed);
         let bound = 1.0 / (config.hidden_size as f64).sqrt();
         let embedding_shape = [config.vocab_size, config.embedding_dim];
@@ -303,7 +143,7 @@ impl RecurrentModel {
     /// Every parameter and mask must be finite: a NaN or an infinity is an error naming the
     /// tensor, not a model that predicts one class.
     pub fn load(config: ModelConfig, path: &Path) -> NnResult<Self> {
-        config.validate()?;
+        config.validate().map_err(NnError::InvalidConfig)?;
         let mut model = Self::zeros(config)?;
         model.load_values(path)?;
         model.check_finite(path)?;
@@ -569,7 +409,7 @@ impl RecurrentModel {
         stored: BTreeMap<String, Tensor>,
         origin: &Path,
     ) -> NnResult<Self> {
-        config.validate()?;
+        config.validate().map_err(NnError::InvalidConfig)?;
         let mut model = Self::zeros(config)?;
         model.load_map(stored, origin)?;
         model.check_finite(origin)?;
@@ -660,7 +500,7 @@ pub fn infer_config(variant: Variant, readout: Readout, path: &Path) -> NnResult
         engine: CellEngine::fastest_on_cpu(variant),
         embedding_init: EmbeddingInit::default(),
     };
-    config.validate()?;
+    config.validate().map_err(NnError::InvalidConfig)?;
     Ok(config)
 }
 
