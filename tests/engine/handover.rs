@@ -2,13 +2,23 @@
 //! that must compute a tensor stage (or give an instance a GPU) to `pipe-torch` beside it, before
 //! it records or locks anything.
 
+use std::process::{Command, Output};
+
 use crate::common::{stderr, stdout, Sandbox};
 
 /// A tiny tensor pipeline: data, one epoch of a small GRU, and a `cmd` stage after it.
 const TENSOR_PIPELINE: &str = "seed: 3\nstages:\n  data:\n    uses: data.reber\n    with: {total: 200, test: {count: 50}}\n  base:\n    uses: rnn.train\n    inputs: {data: data.dataset}\n    with: {variant: gru, epochs: 1, hidden: 8, embedding: 4, layers: 1, batch_size: 16}\n  after:\n    uses: cmd\n    inputs: {model: base.model}\n    with: {run: 'wc -c < \"$PIPE_IN_MODEL\" > \"$PIPE_OUT/size.txt\"', outputs: {size: size.txt}}\n";
 
-/// Points `pipe` at a torch binary that does not exist, so any handover fails visibly.
-const NO_TORCH: (&str, &str) = ("PIPE_TORCH", "/nonexistent/pipe-torch");
+/// `pipe ARGS` pointed at a torch binary that does not exist, so any handover fails visibly.
+fn without_torch(sandbox: &Sandbox, args: &[&str]) -> Command {
+    let mut command = sandbox.cli_command(args);
+    command.env("PIPE_TORCH", "/nonexistent/pipe-torch");
+    command
+}
+
+fn output(mut command: Command) -> Output {
+    command.output().expect("run pipe")
+}
 
 fn runs_listed(sandbox: &Sandbox) -> usize {
     let listed = sandbox.cli(&["runs"]);
@@ -21,11 +31,7 @@ fn a_run_that_must_train_is_handed_to_pipe_torch_and_a_no_op_needs_no_libtorch()
     sandbox.write(TENSOR_PIPELINE);
 
     // Without the torch binary, the run stops before anything is recorded, and says what to do.
-    let refused = sandbox
-        .cli_command(&["run", "pipeline.yaml"])
-        .env(NO_TORCH.0, NO_TORCH.1)
-        .output()
-        .expect("run pipe");
+    let refused = output(without_torch(&sandbox, &["run", "pipeline.yaml"]));
     assert!(!refused.status.success());
     let message = stderr(&refused);
     assert!(
@@ -44,11 +50,7 @@ fn a_run_that_must_train_is_handed_to_pipe_torch_and_a_no_op_needs_no_libtorch()
     assert_eq!(runs_listed(&sandbox), 1, "one run, recorded once");
 
     // Everything is cached: `pipe` decides and materialises alone, without libtorch.
-    let again = sandbox
-        .cli_command(&["run", "pipeline.yaml"])
-        .env(NO_TORCH.0, NO_TORCH.1)
-        .output()
-        .expect("run pipe");
+    let again = output(without_torch(&sandbox, &["run", "pipeline.yaml"]));
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         stdout(&again).contains("0 ran, 3 cached"),
@@ -57,11 +59,10 @@ fn a_run_that_must_train_is_handed_to_pipe_torch_and_a_no_op_needs_no_libtorch()
     );
 
     // A re-run of the `cmd` stage alone needs no libtorch either.
-    let forced = sandbox
-        .cli_command(&["run", "pipeline.yaml", "--force", "after"])
-        .env(NO_TORCH.0, NO_TORCH.1)
-        .output()
-        .expect("run pipe");
+    let forced = output(without_torch(
+        &sandbox,
+        &["run", "pipeline.yaml", "--force", "after"],
+    ));
     assert!(forced.status.success(), "{}", stderr(&forced));
     assert!(
         stdout(&forced).contains("1 ran, 2 cached"),
@@ -70,11 +71,10 @@ fn a_run_that_must_train_is_handed_to_pipe_torch_and_a_no_op_needs_no_libtorch()
     );
 
     // Forcing the tensor stage hands over again.
-    let retrain = sandbox
-        .cli_command(&["run", "pipeline.yaml", "--force", "base"])
-        .env(NO_TORCH.0, NO_TORCH.1)
-        .output()
-        .expect("run pipe");
+    let retrain = output(without_torch(
+        &sandbox,
+        &["run", "pipeline.yaml", "--force", "base"],
+    ));
     assert!(!retrain.status.success());
     assert!(
         stderr(&retrain).contains("computes on libtorch"),
@@ -89,15 +89,11 @@ fn a_run_that_must_train_is_handed_to_pipe_torch_and_a_no_op_needs_no_libtorch()
         &["exp", "show", "pipeline.yaml"],
         &["plugins"],
     ] {
-        let output = sandbox
-            .cli_command(args)
-            .env(NO_TORCH.0, NO_TORCH.1)
-            .output()
-            .expect("run pipe");
+        let result = output(without_torch(&sandbox, args));
         assert!(
-            output.status.success(),
+            result.status.success(),
             "pipe {args:?}: {}",
-            stderr(&output)
+            stderr(&result)
         );
     }
 }
@@ -108,9 +104,7 @@ fn an_instance_that_needs_a_gpu_is_handed_over_since_only_libtorch_counts_them()
     sandbox.write(
         "stages:\n  gpu:\n    uses: cmd\n    resources: {gpus: 1}\n    with: {run: 'echo \"$CUDA_VISIBLE_DEVICES\" > \"$PIPE_OUT/d.txt\"', outputs: {d: d.txt}}\n",
     );
-    let refused = sandbox
-        .cli_command(&["run", "pipeline.yaml"])
-        .env(NO_TORCH.0, NO_TORCH.1)
+    let refused = without_torch(&sandbox, &["run", "pipeline.yaml"])
         .env("PIPE_GPUS", "0")
         .output()
         .expect("run pipe");

@@ -51,23 +51,39 @@ struct ColumnsOf<'a> {
     matrix: IndexMap<&'a str, String>,
     params: &'a crate::store::CanonicalJson,
     #[serde(skip_serializing_if = "Option::is_none")]
-    metrics: Option<serde_json::Value>,
+    metrics: Option<HeadlineMetrics<'a>>,
+}
+
+/// The headline metrics as the record has their text: every metric as it is, or the headline
+/// ones of an object. Values are never parsed to floats and written again, which would cost a
+/// parse per instance and run, and could change a float's last digit (serde_json's default
+/// parser is not exact for every 17-digit float).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum HeadlineMetrics<'a> {
+    All(&'a RawJson),
+    Some(BTreeMap<String, &'a serde_json::value::RawValue>),
+}
+
+fn headline_metrics<'a>(patterns: &[&str], metrics: &'a RawJson) -> HeadlineMetrics<'a> {
+    if patterns.is_empty() {
+        return HeadlineMetrics::All(metrics);
+    }
+    match serde_json::from_str::<BTreeMap<String, &serde_json::value::RawValue>>(metrics.text()) {
+        Ok(all) => HeadlineMetrics::Some(
+            all.into_iter()
+                .filter(|(name, _)| headline(patterns, name))
+                .collect(),
+        ),
+        // Not an object: nothing to pick from.
+        Err(_) => HeadlineMetrics::All(metrics),
+    }
 }
 
 /// The columns a run notes of `instance`: its stage, matrix values and parameters, and those of
 /// `metrics` its plugin calls headline.
 pub fn instance_columns(instance: &Instance, metrics: Option<&RawJson>) -> Option<RawJson> {
     let patterns = instance.plugin.headline_metrics();
-    let metrics = metrics
-        .and_then(|m| m.parse::<serde_json::Value>().ok())
-        .map(|metrics| match metrics {
-            serde_json::Value::Object(all) => serde_json::Value::Object(
-                all.into_iter()
-                    .filter(|(name, _)| headline(patterns, name))
-                    .collect(),
-            ),
-            other => other,
-        });
     let columns = ColumnsOf {
         stage: &instance.stage,
         matrix: instance
@@ -76,7 +92,7 @@ pub fn instance_columns(instance: &Instance, metrics: Option<&RawJson>) -> Optio
             .map(|(k, v)| (k.as_str(), scalar_text(v).unwrap_or_default()))
             .collect(),
         params: &instance.resolved.params,
-        metrics,
+        metrics: metrics.map(|m| headline_metrics(patterns, m)),
     };
     RawJson::of(&columns).ok()
 }
@@ -232,4 +248,65 @@ pub fn tables(run: &RunRows, sort: Option<&str>) -> Vec<StageTable> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SourceFile;
+    use crate::stage::{OutputDecl, Plugin, StageContext, StageError};
+    use crate::Registry;
+
+    /// A plugin with one headline metric, for its instance's columns.
+    struct Scored;
+
+    impl Plugin for Scored {
+        type Params = serde_json::Map<String, serde_json::Value>;
+        const KIND: &'static str = "test.scored";
+        const VERSION: u32 = 1;
+        const ABOUT: &'static str = "has a headline metric";
+        const HEADLINE_METRICS: &'static [&'static str] = &["acc"];
+
+        fn outputs(&self, _: &Self::Params) -> Vec<OutputDecl> {
+            Vec::new()
+        }
+
+        fn run(&self, _: Self::Params, _: &mut StageContext<'_>) -> Result<(), StageError> {
+            Ok(())
+        }
+    }
+
+    fn columns(kind: &str, metrics: &str) -> String {
+        let mut registry = Registry::with_cmd();
+        registry.register(Scored);
+        let yaml = format!("stages:\n  a:\n    uses: {kind}\n    with: {{run: 'true'}}\n");
+        let yaml = if kind == "cmd" {
+            yaml
+        } else {
+            yaml.replace("{run: 'true'}", "{}")
+        };
+        let source = SourceFile::parse(std::path::Path::new("p.yaml"), &yaml).expect("parse");
+        let plan = Plan::from_source(&registry, source).expect("plan");
+        let metrics: RawJson = serde_json::from_str(metrics).expect("metrics");
+        instance_columns(&plan.instances[0], Some(&metrics))
+            .expect("columns")
+            .text()
+            .to_string()
+    }
+
+    #[test]
+    fn the_columns_keep_each_metric_as_the_record_wrote_it() {
+        // serde_json's default parser reads this float one unit off (…775); the record's text is
+        // what the instance measured, so that is what `exp show` must show.
+        let exact = r#"{"acc":0.20956584262398778,"loss":1e-7,"n":3}"#;
+        let picked = columns("test.scored", exact);
+        assert!(
+            picked.contains(r#""metrics":{"acc":0.20956584262398778}"#),
+            "{picked}"
+        );
+        let all = columns("cmd", exact);
+        assert!(all.contains(&format!(r#""metrics":{exact}"#)), "{all}");
+        // Not an object: kept whole.
+        assert!(columns("test.scored", "[1,2]").contains(r#""metrics":[1,2]"#));
+    }
 }
