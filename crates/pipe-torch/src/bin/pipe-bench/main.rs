@@ -20,7 +20,6 @@
 mod engine;
 mod kernels;
 mod prune;
-mod scale;
 mod slurm;
 mod structure;
 mod train;
@@ -37,7 +36,16 @@ fn main() -> Result<()> {
         engine::run(scratch.path())?;
     }
     if wants("scale") {
-        scale::run(scratch.path())?;
+        // Driven from the small `pipe-bench-pipe`, so that this process's memory is not counted
+        // in every measured peak (see its `scale` module).
+        let driver = std::env::current_exe()?.with_file_name("pipe-bench-pipe");
+        let status = std::process::Command::new(&driver)
+            .env("PIPE_BENCH_SCALE", scratch.path())
+            .status()
+            .map_err(|e| anyhow!("cannot start {}: {e}", driver.display()))?;
+        if !status.success() {
+            return Err(anyhow!("the scale benchmark failed ({status})"));
+        }
     }
     if wants("train") {
         let sequences = args.next().map(|a| a.parse()).transpose()?.unwrap_or(2_000);

@@ -4,15 +4,21 @@
 //!
 //! The instances use `bench.value`, an in-process plugin (the way `crates/example-plugin` adds a
 //! stage), so that filling the cache takes seconds instead of the minutes 100,000 `bash`
-//! processes take; what a no-op decides is the same for any plugin. The timed commands are
-//! `pipe-bench-pipe` beside this binary: `pipe` itself plus that plugin, so they pay the same
-//! process start-up as `target/release/pipe` (no libtorch).
+//! processes take; what a no-op decides is the same for any plugin. The timed commands are this
+//! binary as `pipe` (itself plus that plugin, so the same start-up as `target/release/pipe`, no
+//! libtorch). `pipe-bench scale` runs this driver here rather than in itself: Linux counts the
+//! memory of the process a child was spawned from in the child's peak, so timing from the 112 MB
+//! `pipe-bench` (libtorch) would floor every peak at 112 MB; from here the floor is this driver's
+//! own, about 19 MB (`pipe --version` alone peaks at 9 MB).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+
+/// Set to a scratch directory: this binary runs the scale benchmark there instead of `pipe`.
+pub const DRIVER: &str = "PIPE_BENCH_SCALE";
 
 /// Both scales, then the figures measured before the index (issue #15) for comparison.
 pub fn run(scratch: &Path) -> Result<()> {
@@ -150,13 +156,12 @@ struct Measured {
 
 /// Runs this binary as `pipe ARGS` in `dir` and measures its wall time and peak resident memory.
 fn pipe_process(dir: &Path, args: &[&str]) -> Result<Measured> {
-    let exe = std::env::current_exe()
-        .context("cannot find pipe-bench itself")?
-        .with_file_name("pipe-bench-pipe");
+    let exe = std::env::current_exe().context("cannot find pipe-bench-pipe itself")?;
     let started = Instant::now();
     let child = Command::new(&exe)
         .args(args)
         .current_dir(dir)
+        .env_remove(DRIVER)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -1,5 +1,8 @@
-//! `pipe-bench-pipe`: `pipe` plus `bench.value`, the instance of `pipe-bench scale` (which times
-//! this binary as `pipe`: same start-up, same allocator, no libtorch).
+//! `pipe-bench-pipe`: `pipe` plus `bench.value`, the instance of `pipe-bench scale`, and that
+//! benchmark's driver ([`scale`], run when `PIPE_BENCH_SCALE` names a scratch directory), which
+//! times this binary as `pipe`: same start-up, same allocator, no libtorch.
+
+mod scale;
 
 use pipe::stage::{InputSpec, OutputDecl, Plugin, StageContext, StageError};
 use schemars::JsonSchema;
@@ -47,5 +50,12 @@ fn registry() -> pipe::Registry {
 }
 
 fn main() {
+    if let Some(scratch) = std::env::var_os(scale::DRIVER) {
+        if let Err(e) = scale::run(std::path::Path::new(&scratch)) {
+            eprintln!("pipe-bench scale: {e:#}");
+            pipe::cli::exit(1);
+        }
+        pipe::cli::exit(0);
+    }
     pipe::cli::exit(pipe::cli::main_with(registry()));
 }
