@@ -159,3 +159,38 @@ fn a_plugin_that_asks_for_timings_gets_every_upstream_instance_from_the_records(
     assert_eq!(forced.ran(), vec!["early", "late"]);
     assert_ne!(table(), first);
 }
+
+#[test]
+fn instances_that_share_a_key_compute_once_even_when_decided_in_different_chunks() {
+    // 1,150 instances, decided 1,024 at a time; the 100 of stage `b` have the parameters (so the
+    // keys) of the first 100 of `a`, which the first chunk queued: they wait for those and are
+    // then reused.
+    let dir = tempfile::tempdir().unwrap();
+    let mut registry = Registry::with_cmd();
+    registry.register(Counting);
+    let values = |n: usize| {
+        (0..n)
+            .map(|i| format!("t{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let yaml = format!(
+        "stages:\n  a:\n    uses: test.count\n    foreach: {{v: [{}]}}\n    with: {{text: '${{v}}'}}\n  b:\n    uses: test.count\n    foreach: {{v: [{}]}}\n    with: {{text: '${{v}}'}}\n",
+        values(1050),
+        values(100)
+    );
+    let source = SourceFile::parse(&dir.path().join("p.yaml"), &yaml).expect("parse");
+    let plan = Plan::from_source(&registry, source).expect("plan");
+    let store = Store::open(&dir.path().join("cache")).expect("store");
+    let options = RunOptions {
+        jobs: 2,
+        force: Vec::new(),
+        only: Vec::new(),
+        artifacts: dir.path().join("artifacts"),
+    };
+    let summary = pipe_engine::run(&plan, &store, &options, &|_| {}).expect("run");
+    assert!(summary.success());
+    assert_eq!(summary.ran().len(), 1050);
+    assert_eq!(summary.cached().len(), 100);
+    assert_eq!(summary.reports.len(), 1150, "every instance has an outcome");
+}
