@@ -15,7 +15,7 @@ mod schedule;
 pub mod slurm;
 pub mod worker;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -506,21 +506,18 @@ pub fn first_foreign(
     force: &[String],
 ) -> Result<Option<(usize, Foreign)>, ExecError> {
     let (selected, _) = selection(plan, only, force)?;
-    let mut candidates: Vec<(usize, Foreign)> = selected
+    let candidates: HashMap<usize, Foreign> = selected
         .iter()
         .filter_map(|&i| foreign(plan, i).map(|why| (i, why)))
         .collect();
     if candidates.is_empty() {
         return Ok(None);
     }
-    let up_to_date: HashSet<usize> = status(plan, store, force)?
+    // `status` lists the instances in plan order.
+    Ok(status(plan, store, force)?
         .into_iter()
-        .filter(|(_, s)| *s == Status::UpToDate)
-        .map(|(i, _)| i)
-        .collect();
-    candidates.retain(|(i, _)| !up_to_date.contains(i));
-    let position = |i: usize| plan.order.iter().position(|&o| o == i);
-    Ok(candidates.into_iter().min_by_key(|(i, _)| position(*i)))
+        .filter(|(_, s)| *s != Status::UpToDate)
+        .find_map(|(i, _)| candidates.get(&i).map(|why| (i, why.clone()))))
 }
 
 /// For each instance (plan order): up to date, or will run and why. Reads the cache only.
