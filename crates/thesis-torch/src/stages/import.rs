@@ -6,6 +6,8 @@ use crate::nn::import::{import_model, NameRules};
 use pipe_engine::stage::{StageContext, StageError};
 use pipe_thesis::stages::import::ImportParams;
 
+/// Imports the weight file of a `model.import` instance and writes its outputs (the plugin is
+/// [`pipe_thesis::stages::import::Import`]).
 pub fn run(params: ImportParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
     let _torch = nn::TorchThreads::acquire(1);
     let rules = NameRules::new(&params.rename, &params.drop).map_err(StageError::failed)?;

@@ -133,6 +133,8 @@ fn read_config(path: &Path) -> Result<ModelConfig, StageError> {
         .map_err(|e| StageError::Failed(format!("{}: {e}", path.display())))
 }
 
+/// Prunes and retrains the model of an `rnn.prune` instance and writes its outputs (the plugin is
+/// [`pipe_thesis::stages::prune::Prune`]).
 pub fn run(params: PruneParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
     // Held for the whole sweep (libtorch evaluates, masks and, but for `native`, retrains).
     let _torch = nn::TorchThreads::acquire(params.threads);

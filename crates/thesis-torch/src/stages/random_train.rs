@@ -82,6 +82,8 @@ fn write_checkpoint(path: &Path, rows: &GroupRows) -> Result<(), StageError> {
         .map_err(|e| StageError::io(format!("cannot write {}", path.display()), e))
 }
 
+/// Trains the networks of an `rnn.train_random` instance and writes its outputs (the plugin is
+/// [`pipe_thesis::stages::random_train::TrainRandom`]).
 pub fn run(params: TrainRandomParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
     // Held for the whole run: the tensor engine computes on libtorch with `threads` threads.
     let _torch = crate::nn::TorchThreads::acquire(params.threads);

@@ -12,6 +12,8 @@ use crate::nn::{
 use pipe_engine::stage::{StageContext, StageError};
 use pipe_thesis::stages::train::{TrainEngine, TrainParams};
 
+/// Trains the model an `rnn.train` instance declares and writes its outputs (the plugin is
+/// [`pipe_thesis::stages::train::Train`]).
 pub fn run(params: TrainParams, ctx: &mut StageContext<'_>) -> Result<(), StageError> {
     // Held until the outputs are written: every tensor of this instance is computed with
     // exactly `threads` libtorch threads, whatever runs beside it.
