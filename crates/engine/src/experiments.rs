@@ -62,7 +62,7 @@ struct ColumnsOf<'a> {
 #[serde(untagged)]
 enum HeadlineMetrics<'a> {
     All(&'a RawJson),
-    Some(BTreeMap<String, &'a serde_json::value::RawValue>),
+    Picked(BTreeMap<String, &'a serde_json::value::RawValue>),
 }
 
 fn headline_metrics<'a>(patterns: &[&str], metrics: &'a RawJson) -> HeadlineMetrics<'a> {
@@ -70,7 +70,7 @@ fn headline_metrics<'a>(patterns: &[&str], metrics: &'a RawJson) -> HeadlineMetr
         return HeadlineMetrics::All(metrics);
     }
     match serde_json::from_str::<BTreeMap<String, &serde_json::value::RawValue>>(metrics.text()) {
-        Ok(all) => HeadlineMetrics::Some(
+        Ok(all) => HeadlineMetrics::Picked(
             all.into_iter()
                 .filter(|(name, _)| headline(patterns, name))
                 .collect(),

@@ -497,22 +497,23 @@ pub fn foreign(plan: &Plan, index: usize) -> Option<Foreign> {
 
 /// The first instance (plan order) a run with `only` and `force` may compute that this process
 /// cannot, and why: a binary that plans without libtorch then hands the run over before it
-/// starts. An instance counts unless it is up to date in the cache; the cache is read only when
-/// such an instance is selected at all, so a plan without one costs a pass over its instances.
+/// starts. An instance counts unless it is up to date in the cache; the selection and the cache
+/// are read only when the plan has such an instance at all, so a plan without one costs a pass
+/// over its instances.
 pub fn first_foreign(
     plan: &Plan,
     store: &Store,
     only: &[String],
     force: &[String],
 ) -> Result<Option<(usize, Foreign)>, ExecError> {
-    let (selected, _) = selection(plan, only, force)?;
-    let candidates: HashMap<usize, Foreign> = selected
-        .iter()
-        .filter_map(|&i| foreign(plan, i).map(|why| (i, why)))
+    let mut candidates: HashMap<usize, Foreign> = (0..plan.instances.len())
+        .filter_map(|i| foreign(plan, i).map(|why| (i, why)))
         .collect();
     if candidates.is_empty() {
         return Ok(None);
     }
+    let (selected, _) = selection(plan, only, force)?;
+    candidates.retain(|i, _| selected.contains(i));
     // `status` lists the instances in plan order.
     Ok(status(plan, store, force)?
         .into_iter()

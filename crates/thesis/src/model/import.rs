@@ -18,7 +18,18 @@ pub enum WeightFormat {
     Pytorch,
 }
 
+/// A rename or drop rule that is not a regular expression.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("rename rule `{pattern}`: not a regular expression ({reason})")]
+pub struct BadPattern {
+    pub pattern: String,
+    pub reason: String,
+}
+
 /// A rename or drop rule as a regex that must match a whole tensor name.
-pub fn anchored_pattern(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{pattern})$"))
+pub fn anchored_pattern(pattern: &str) -> Result<Regex, BadPattern> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| BadPattern {
+        pattern: pattern.to_string(),
+        reason: e.to_string(),
+    })
 }

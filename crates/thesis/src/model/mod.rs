@@ -12,5 +12,5 @@ pub use config::{
     mask_name, param_name, CellEngine, EmbeddingInit, ModelConfig, Readout, Variant, WeightKind,
 };
 pub use device::{DeviceError, DeviceSpec};
-pub use import::{anchored_pattern, WeightFormat};
+pub use import::{anchored_pattern, BadPattern, WeightFormat};
 pub use prune::{within_tolerance, PruneTarget, Strategy, ThresholdScope};

@@ -118,12 +118,7 @@ impl Plugin for Import {
         }
         // Bad patterns fail at planning time, not after the run started.
         for pattern in p.rename.keys().chain(&p.drop) {
-            anchored_pattern(pattern).map_err(|e| {
-                (
-                    "rename".to_string(),
-                    format!("rename rule `{pattern}`: not a regular expression ({e})"),
-                )
-            })?;
+            anchored_pattern(pattern).map_err(|e| ("rename".to_string(), e.to_string()))?;
         }
         Ok(())
     }
@@ -134,5 +129,34 @@ impl Plugin for Import {
 
     fn runnable(&self) -> bool {
         self.0.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_rename_or_drop_pattern_is_refused_when_planning() {
+        let params = |with: serde_json::Value| -> ImportParams {
+            let mut base = serde_json::json!({"file": "w.pt", "variant": "gru"});
+            if let (Some(base), Some(extra)) = (base.as_object_mut(), with.as_object()) {
+                base.extend(extra.clone());
+            }
+            serde_json::from_value(base).expect("params")
+        };
+        let plugin = Import(None);
+        assert!(plugin.check(&params(serde_json::json!({}))).is_ok());
+        for bad in [
+            serde_json::json!({"rename": {"(": "x"}}),
+            serde_json::json!({"drop": ["("]}),
+        ] {
+            let (field, message) = plugin.check(&params(bad)).expect_err("a bad pattern");
+            assert_eq!(field, "rename");
+            assert!(
+                message.starts_with("rename rule `(`: not a regular expression"),
+                "{message}"
+            );
+        }
     }
 }

@@ -100,8 +100,8 @@ pub enum ImportError {
     Torch(#[from] TorchFileError),
     #[error(transparent)]
     Model(#[from] NnError),
-    #[error("rename rule `{pattern}`: not a regular expression ({reason})")]
-    BadPattern { pattern: String, reason: String },
+    #[error(transparent)]
+    BadPattern(#[from] pipe_thesis::model::BadPattern),
     #[error(
         "{path}: tensor `{source_name}` matches two rename rules, `{first}` and `{second}`; make \
          the patterns exclusive"
@@ -142,10 +142,7 @@ pub struct NameRules {
 }
 
 fn anchored(pattern: &str) -> Result<Regex, ImportError> {
-    pipe_thesis::model::anchored_pattern(pattern).map_err(|e| ImportError::BadPattern {
-        pattern: pattern.to_string(),
-        reason: e.to_string(),
-    })
+    Ok(pipe_thesis::model::anchored_pattern(pattern)?)
 }
 
 impl NameRules {
