@@ -2,7 +2,8 @@
 //! thesis's stacked model (E = H = 50, 3 layers, batch 32, as `rnn.train`) and of 100 random
 //! networks (batch 128, as `rnn.train_random`), per variant (`PIPE_BENCH_VARIANTS` narrows them),
 //! on one thread; and the pruned thesis model multiplied as dense matrices against term by term
-//! with the masked weights skipped.
+//! with the masked weights skipped. `PIPE_BENCH_PARTS` (comma-separated `thesis`, `random`,
+//! `pruned`) narrows it, e.g. to profile one kind of network alone.
 
 use std::time::Instant;
 
@@ -34,6 +35,8 @@ pub fn run(sequences: usize) -> Result<()> {
     let order = epoch_order(data.len(), 1, 0);
     let dense_batches = NativeBatch::all(&data, &order, 32)?;
     let random_batches = NativeBatch::all(&data, &order, 128)?;
+    let parts = std::env::var("PIPE_BENCH_PARTS").unwrap_or_else(|_| "thesis,random,pruned".into());
+    let wants = |part: &str| parts.split(',').any(|p| p == part);
     let structures = thesis_sample()?;
     let isas: Vec<Isa> = Isa::supported()
         .into_iter()
@@ -55,9 +58,13 @@ pub fn run(sequences: usize) -> Result<()> {
         )?;
         let networks = networks(&structures, variant)?;
         for &isa in &isas {
-            let dense = epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?;
-            let mut random = 0.0;
-            for network in &networks {
+            let dense = if wants("thesis") {
+                epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?
+            } else {
+                f64::NAN
+            };
+            let mut random = if wants("random") { 0.0 } else { f64::NAN };
+            for network in networks.iter().filter(|_| wants("random")) {
                 random += epoch_seconds(
                     NativeNetwork::from_reference(network, Readout::LastPadded)?,
                     isa,
@@ -69,6 +76,9 @@ pub fn run(sequences: usize) -> Result<()> {
                 variant.name(),
                 isa.name()
             );
+        }
+        if !wants("pruned") {
+            continue;
         }
         // The pruned thesis model: dense matrices with zeros vs masked weights skipped.
         let best = Isa::best();

@@ -61,8 +61,6 @@ fn stratified(sample: &[NetworkStructure], count: usize) -> Vec<NetworkStructure
         .collect()
 }
 
-/// 100 of the thesis generator's 200 graphs (every other one: 50 BA, 50 WS) as network
-/// structures.
 /// The variants to measure: `PIPE_BENCH_VARIANTS` (comma-separated), or all four.
 pub fn bench_variants() -> Result<Vec<Variant>> {
     std::env::var("PIPE_BENCH_VARIANTS")
@@ -72,6 +70,8 @@ pub fn bench_variants() -> Result<Vec<Variant>> {
         .collect()
 }
 
+/// 100 of the thesis generator's 200 graphs (every other one: 50 BA, 50 WS) as network
+/// structures.
 pub fn thesis_sample() -> Result<Vec<NetworkStructure>> {
     let graphs = generate_graph_set_seeded(&GenerationConfig::thesis(), 0)?;
     Ok(graphs
