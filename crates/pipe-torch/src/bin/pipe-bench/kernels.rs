@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use pipe_thesis_torch::nn::native::{Isa, NativeBatch, NativeNetwork};
 use pipe_thesis_torch::nn::prune::{magnitude_masks, pruned_copy, PruneTarget, ThresholdScope};
 use pipe_thesis_torch::nn::{
@@ -35,8 +35,8 @@ pub fn run(sequences: usize) -> Result<()> {
     let order = epoch_order(data.len(), 1, 0);
     let dense_batches = NativeBatch::all(&data, &order, 32)?;
     let random_batches = NativeBatch::all(&data, &order, 128)?;
-    let parts = std::env::var("PIPE_BENCH_PARTS").unwrap_or_else(|_| "thesis,random,pruned".into());
-    let wants = |part: &str| parts.split(',').any(|p| p == part);
+    let parts = bench_parts()?;
+    let wants = |part: &str| parts.iter().any(|p| p == part);
     let structures = thesis_sample()?;
     let isas: Vec<Isa> = Isa::supported()
         .into_iter()
@@ -56,25 +56,33 @@ pub fn run(sequences: usize) -> Result<()> {
             },
             1,
         )?;
-        let networks = networks(&structures, variant)?;
-        for &isa in &isas {
-            let dense = if wants("thesis") {
-                epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?
-            } else {
-                f64::NAN
-            };
-            let mut random = if wants("random") { 0.0 } else { f64::NAN };
-            for network in networks.iter().filter(|_| wants("random")) {
-                random += epoch_seconds(
-                    NativeNetwork::from_reference(network, Readout::LastPadded)?,
-                    isa,
-                    &random_batches,
-                )?;
+        let networks = if wants("random") {
+            networks(&structures, variant)?
+        } else {
+            Vec::new()
+        };
+        for &isa in isas.iter().filter(|_| wants("thesis") || wants("random")) {
+            let mut cells = Vec::new();
+            if wants("thesis") {
+                let dense = epoch_seconds(NativeNetwork::from_model(&model)?, isa, &dense_batches)?;
+                cells.push(format!("thesis model {dense:>6.3} s"));
+            }
+            if wants("random") {
+                let mut random = 0.0;
+                for network in &networks {
+                    random += epoch_seconds(
+                        NativeNetwork::from_reference(network, Readout::LastPadded)?,
+                        isa,
+                        &random_batches,
+                    )?;
+                }
+                cells.push(format!("random networks {random:>6.3} s"));
             }
             println!(
-                "  {:<9} {:<9} thesis model {dense:>6.3} s   random networks {random:>6.3} s",
+                "  {:<9} {:<9} {}",
                 variant.name(),
-                isa.name()
+                isa.name(),
+                cells.join("   ")
             );
         }
         if !wants("pruned") {
@@ -100,6 +108,28 @@ pub fn run(sequences: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The parts to measure: `PIPE_BENCH_PARTS` (comma-separated), or all three; a misspelt part is
+/// refused rather than silently measuring nothing.
+fn bench_parts() -> Result<Vec<String>> {
+    const PARTS: [&str; 3] = ["thesis", "random", "pruned"];
+    let Ok(listed) = std::env::var("PIPE_BENCH_PARTS") else {
+        return Ok(PARTS.map(String::from).to_vec());
+    };
+    listed
+        .split(',')
+        .map(|part| {
+            if PARTS.contains(&part) {
+                Ok(part.to_string())
+            } else {
+                Err(anyhow!(
+                    "PIPE_BENCH_PARTS: unknown part `{part}` (expected a comma-separated list of {})",
+                    PARTS.join(", ")
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Pruning levels at which the pruned model's two ways of multiplying are compared.
