@@ -5,7 +5,8 @@
 //!   storing a 1 GiB output vs plain multi-threaded blake3 (target ≥ 80 %).
 //! - `train [sequences]`: one training epoch per variant, masked cells vs tch's fused built-ins.
 //! - `kernels [sequences]`: the native kernels alone, per instruction-set path: one epoch of the
-//!   thesis model and of 100 random networks per variant.
+//!   thesis model and of 100 random networks per variant, and the pruned thesis model
+//!   (`PIPE_BENCH_PARTS`, `PIPE_BENCH_VARIANTS` narrow it).
 //! - `prune [variant [model.safetensors [dataset.csv]]]`: a 10-level pruning sweep: native levels
 //!   vs libtorch batched levels vs one level at a time, of an untrained or the given model, on
 //!   generated or the given data.
