@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::exec::{self, Event, Outcome, RunOptions, RunSummary, Status};
+use crate::exec::{self, Event, InstanceReport, Outcome, RunOptions, RunSummary, Status};
 use crate::plan::{render_dag, DagFormat, Plan};
 use crate::stage::{describe_params, InputSpec};
 use crate::store::{RunHead, RunInstance, RunOutcome, RunRecord, Store};
@@ -430,11 +430,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry, tensors: Option<&Tensors>) ->
                 }
                 other => other?,
             };
-            record_history(
-                &store,
-                &mut history,
-                Some(run_instances(&plan, &store, &summary)),
-            );
+            record_finished_run(&store, &mut history, &plan, &summary);
             pipe_engine::phases::mark("run recorded");
             print_summary(&summary, &cli.artifacts);
             let code = if summary.success() { 0 } else { 1 };
@@ -740,18 +736,29 @@ fn print_status(plan: &Plan, store: &Store, force: &[String]) -> Result<Vec<(usi
 fn record_history(store: &Store, record: &mut RunRecord, instances: Option<Vec<RunInstance>>) {
     let written = match instances {
         None => store.save_run(record),
-        Some(instances) => store.finish_run(record, instances),
+        Some(instances) => {
+            store.finish_run(record, instances.len(), |range| instances[range].to_vec())
+        }
     };
     if let Err(e) = written {
         tracing::warn!("the run is not recorded in the history: {e}");
     }
 }
 
-/// Each instance of a finished run, for its history record, with what `exp show` tabulates.
-fn run_instances(plan: &Plan, store: &Store, summary: &RunSummary) -> Vec<RunInstance> {
-    let columns = crate::experiments::report_columns(plan, store, &summary.reports);
-    summary
-        .reports
+/// Ends the history record of a run with its instances, made a chunk at a time.
+fn record_finished_run(store: &Store, record: &mut RunRecord, plan: &Plan, summary: &RunSummary) {
+    let written = store.finish_run(record, summary.reports.len(), |range| {
+        run_instances(plan, store, &summary.reports[range])
+    });
+    if let Err(e) = written {
+        tracing::warn!("the run is not recorded in the history: {e}");
+    }
+}
+
+/// Instances of a finished run, for its history record, with what `exp show` tabulates.
+fn run_instances(plan: &Plan, store: &Store, reports: &[InstanceReport]) -> Vec<RunInstance> {
+    let columns = crate::experiments::report_columns(plan, store, reports);
+    reports
         .iter()
         .zip(columns)
         .map(|(r, columns)| {

@@ -2,7 +2,7 @@
 //! differ between the instances of its stage, and its plugin's headline metrics: the table a
 //! researcher pastes into a paper.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 
@@ -104,26 +104,16 @@ pub fn report_columns(
     store: &Store,
     reports: &[InstanceReport],
 ) -> Vec<Option<RawJson>> {
-    let with_metrics: Vec<&str> = reports
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Ran { .. } | Outcome::Cached { .. }))
-        .filter_map(|r| r.key.as_deref())
-        .collect();
-    let found: HashMap<&str, RawJson> = with_metrics
-        .iter()
-        .zip(store.records_metrics(&with_metrics))
-        .filter_map(|(hex, metrics)| Some((*hex, metrics?)))
-        .collect();
     reports
         .par_iter()
         .map(|r| {
             let metrics = match r.outcome {
                 Outcome::Ran { .. } | Outcome::Cached { .. } => {
-                    r.key.as_deref().and_then(|k| found.get(k))
+                    r.key.as_deref().and_then(|k| store.record_metrics(k))
                 }
                 _ => None,
             };
-            instance_columns(&plan.instances[r.index], metrics)
+            instance_columns(&plan.instances[r.index], metrics.as_ref())
         })
         .collect()
 }

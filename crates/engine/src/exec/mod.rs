@@ -126,7 +126,6 @@ pub struct InstanceReport {
     /// The instance's index in the plan.
     pub index: usize,
     pub name: String,
-    pub stage: String,
     pub key: Option<String>,
     pub outcome: Outcome,
 }
@@ -273,19 +272,19 @@ pub fn run_with(
     store.save_index()?;
     crate::phases::mark("index saved");
 
-    let reports = plan
-        .order
-        .iter()
-        .filter_map(|&i| {
-            outcomes[i].take().map(|(outcome, key)| InstanceReport {
+    // At its exact size: grown by doubling, the list of 100,000 was the run's peak.
+    let mut reports = Vec::with_capacity(outcomes.iter().filter(|o| o.is_some()).count());
+    for &i in &plan.order {
+        if let Some((outcome, key)) = outcomes[i].take() {
+            reports.push(InstanceReport {
                 index: i,
                 name: plan.instances[i].name.clone(),
-                stage: plan.instances[i].stage.clone(),
                 key,
                 outcome,
-            })
-        })
-        .collect();
+            });
+        }
+    }
+    drop(outcomes);
     Ok(RunSummary {
         reports,
         seconds: started.elapsed().as_secs_f64(),

@@ -26,7 +26,7 @@ mod runs;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -148,7 +148,7 @@ pub struct Record {
 pub struct Store {
     root: PathBuf,
     /// Loaded on first use; shared by clones (the executor's threads).
-    index: Arc<Mutex<Option<index::Index>>>,
+    index: Arc<RwLock<Option<index::Index>>>,
 }
 
 impl Store {
@@ -251,7 +251,7 @@ impl Store {
     /// Remembers `key` as what the instance at `artifact_dir` last produced.
     pub fn note_latest(&self, artifact_dir: &str, key: &str) -> Result<()> {
         // Cache hits call this for every instance: the index spares them the file.
-        if self.with_index(|index| index.latest(artifact_dir) == Some(key)) {
+        if self.read_index(|index| index.latest_is(artifact_dir, key)) {
             return Ok(());
         }
         let path = self.instance_index_path(artifact_dir);

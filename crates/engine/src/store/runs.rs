@@ -84,7 +84,50 @@ pub struct RunRecord {
     /// The pipeline's stages in file order (absent in the records of older versions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<String>,
+    /// Empty while the run goes on (and written then as absent); a finished run's record is
+    /// written with its instances streamed in ([`Store::finish_run`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub instances: Vec<RunInstance>,
+}
+
+/// How many instances a finished run's record is written with at a time.
+const RECORD_CHUNK: usize = 4096;
+
+/// A finished run's record as written: the record, then its instances, made a chunk at a time.
+#[derive(Serialize)]
+#[serde(bound(serialize = "Chunked<F>: Serialize"))]
+struct FinishedRecord<'a, F> {
+    #[serde(flatten)]
+    record: &'a RunRecord,
+    instances: Chunked<F>,
+}
+
+/// Instances serialized as they are made, counting each outcome for the run's head.
+struct Chunked<F> {
+    len: usize,
+    chunk: F,
+    counts: std::cell::RefCell<BTreeMap<RunOutcome, usize>>,
+}
+
+impl<F: Fn(std::ops::Range<usize>) -> Vec<RunInstance>> Serialize for Chunked<F> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for start in (0..self.len).step_by(RECORD_CHUNK) {
+            for instance in (self.chunk)(start..(start + RECORD_CHUNK).min(self.len)) {
+                *self
+                    .counts
+                    .borrow_mut()
+                    .entry(instance.outcome)
+                    .or_insert(0) += 1;
+                seq.serialize_element(&instance)?;
+            }
+        }
+        seq.end()
+    }
 }
 
 /// A run record without its instances: what listing and picking runs need.
@@ -176,6 +219,10 @@ impl RunRecord {
         for instance in &self.instances {
             *counts.entry(instance.outcome).or_insert(0) += 1;
         }
+        self.head_with(counts)
+    }
+
+    fn head_with(&self, counts: BTreeMap<RunOutcome, usize>) -> RunHead {
         RunHead {
             id: self.id.clone(),
             started_at: self.started_at,
@@ -221,10 +268,28 @@ impl Store {
         write_json_atomic(&self.run_head_path(&record.id), &record.head())
     }
 
-    pub fn finish_run(&self, record: &mut RunRecord, instances: Vec<RunInstance>) -> Result<()> {
-        record.instances = instances;
+    /// Ends the run: writes its record with its `len` instances, which `chunk` makes a range at
+    /// a time (in order), then its head. At 100,000 instances the whole list with its columns
+    /// was about 60 MB, held at the end of a run when its memory peaked.
+    pub fn finish_run(
+        &self,
+        record: &mut RunRecord,
+        len: usize,
+        chunk: impl Fn(std::ops::Range<usize>) -> Vec<RunInstance>,
+    ) -> Result<()> {
         record.ended_at = Some(unix_now());
-        self.save_run(record)
+        record.instances.clear();
+        let finished = FinishedRecord {
+            record,
+            instances: Chunked {
+                len,
+                chunk,
+                counts: Default::default(),
+            },
+        };
+        write_json_compact_atomic(&self.run_path(&record.id), &finished)?;
+        let head = record.head_with(finished.instances.counts.into_inner());
+        write_json_atomic(&self.run_head_path(&record.id), &head)
     }
 
     /// The whole record of a listed run.
@@ -330,7 +395,10 @@ mod tests {
             instance("b", RunOutcome::Cached),
             instance("c", RunOutcome::Cached),
         ];
-        store.finish_run(&mut run, instances).unwrap();
+        store
+            .finish_run(&mut run, instances.len(), |range| instances[range].to_vec())
+            .unwrap();
+        run.instances = instances;
 
         // Listing reads the head alone: an unreadable record does not hide its run from the
         // list, while reading the record itself fails.
