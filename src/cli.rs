@@ -500,8 +500,7 @@ fn dispatch(cli: &Cli, registry: &crate::Registry, tensors: Option<&Tensors>) ->
             let record = store.load_run(&head)?;
             // A record of an older version lacks the columns: they come from the file as it is
             // now and the instances' records.
-            let rows =
-                crate::experiments::run_rows(&record, &store, || Plan::load(registry, file))?;
+            let rows = crate::experiments::run_rows(record, &store, || Plan::load(registry, file))?;
             let tables = crate::experiments::tables(&rows, sort.as_deref());
             print_tables(&tables, *format)?;
             Ok(0)
