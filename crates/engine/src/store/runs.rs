@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -116,14 +117,19 @@ impl<F: Fn(std::ops::Range<usize>) -> Vec<RunInstance>> Serialize for Chunked<F>
     ) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.len))?;
+        let mut counts = self.counts.borrow_mut();
         for start in (0..self.len).step_by(RECORD_CHUNK) {
-            for instance in (self.chunk)(start..(start + RECORD_CHUNK).min(self.len)) {
-                *self
-                    .counts
-                    .borrow_mut()
-                    .entry(instance.outcome)
-                    .or_insert(0) += 1;
-                seq.serialize_element(&instance)?;
+            let instances = (self.chunk)(start..(start + RECORD_CHUNK).min(self.len));
+            for instance in &instances {
+                *counts.entry(instance.outcome).or_insert(0) += 1;
+            }
+            // Encoded in parallel, written in order.
+            let encoded: Vec<serde_json::Result<Box<serde_json::value::RawValue>>> = instances
+                .par_iter()
+                .map(serde_json::value::to_raw_value)
+                .collect();
+            for instance in encoded {
+                seq.serialize_element(&instance.map_err(serde::ser::Error::custom)?)?;
             }
         }
         seq.end()
@@ -422,5 +428,32 @@ mod tests {
         assert_eq!(store.load_run(&runs[0].0).unwrap(), run);
         let written: RunHead = read_json(&store.run_head_path(&run.id)).unwrap().unwrap();
         assert_eq!(written, run.head());
+    }
+
+    #[test]
+    fn a_record_made_chunk_by_chunk_keeps_every_instance_in_order_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("cache")).unwrap();
+        let pipeline = dir.path().join("p.yaml");
+        fs::write(&pipeline, "stages: {}\n").unwrap();
+        let mut run = RunRecord::start(&pipeline, vec!["run".into()], false);
+        let instances: Vec<RunInstance> = (0..2 * RECORD_CHUNK + 5)
+            .map(|i| {
+                let outcome = if i % 3 == 0 {
+                    RunOutcome::Ran
+                } else {
+                    RunOutcome::Cached
+                };
+                instance(&format!("i{i}"), outcome)
+            })
+            .collect();
+        store
+            .finish_run(&mut run, instances.len(), |range| instances[range].to_vec())
+            .unwrap();
+        let (head, _) = store.runs().unwrap().remove(0);
+        let loaded = store.load_run(&head).unwrap();
+        assert_eq!(loaded.instances, instances);
+        assert_eq!(head.count(RunOutcome::Ran), instances.len().div_ceil(3));
+        assert_eq!(head, loaded.head());
     }
 }
