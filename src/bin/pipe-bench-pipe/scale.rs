@@ -42,6 +42,11 @@ pub fn run(scratch: &Path) -> Result<()> {
          instances): no-op run 7.2 s / 690 MB, status 3.5 s"
     );
     println!(
+        "  before the index of format 7 (2123fad, 2026-12-02, a 2-core AVX-512 EPYC, medians of \
+         alternating runs at 100,000): no-op run 1.65 s / 275 MB, status 1.02 s / 274 MB, \
+         exp show 0.31 s / 254 MB"
+    );
+    println!(
         "  status, wired (no cache, 50,000 instances reading 50,000 by name) before reference \
          lookup by selector (2026-12-02, this machine): 26.9 s at 100,000 instances"
     );
