@@ -284,7 +284,6 @@ pub fn run_with(
             });
         }
     }
-    drop(outcomes);
     Ok(RunSummary {
         reports,
         seconds: started.elapsed().as_secs_f64(),

@@ -12,6 +12,7 @@
 //! is re-hashed; only damage below the file system (a flipped bit on disk) goes unseen, and that
 //! is what `pipe verify`, which re-hashes everything, is for.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::Metadata;
 use std::path::Path;
@@ -288,10 +289,11 @@ impl Stored {
             .filter_map(|row| Some((hash_at(row)?, stamp_from(&row[32..]))))
     }
 
-    fn latest_rows(&self) -> impl Iterator<Item = (&str, Hash32)> + '_ {
+    /// Each latest-key row: the hash of its path, the path, the key.
+    fn latest_rows(&self) -> impl Iterator<Item = (Hash32, &str, Hash32)> + '_ {
         self.latest.rows(&self.bytes).filter_map(|row| {
             let path = std::str::from_utf8(self.slice(row, 32)?).ok()?;
-            Some((path, hash_at(&row[40..])?))
+            Some((hash_at(row)?, path, hash_at(&row[40..])?))
         })
     }
 }
@@ -396,15 +398,16 @@ impl Index {
         if !self.dirty {
             return None;
         }
-        let mut records: Vec<(Hash32, Vec<u8>)> = Vec::new();
+        // Stored rows are copied as they are, borrowed until written: only changes are encoded.
+        let mut records: Vec<(Hash32, Cow<[u8]>)> = Vec::new();
         let mut stamps: Vec<(Hash32, Stamp)> = Vec::new();
-        let mut latest: Vec<(String, Hash32)> = Vec::new();
+        let mut latest: Vec<(Hash32, &str, Hash32)> = Vec::new();
         if let Some(stored) = &self.stored {
             records.extend(
                 stored
                     .record_rows()
                     .filter(|(key, _)| !self.changes.records.contains_key(key))
-                    .map(|(key, bytes)| (key, bytes.to_vec())),
+                    .map(|(key, bytes)| (key, Cow::Borrowed(bytes))),
             );
             stamps.extend(
                 stored
@@ -414,13 +417,12 @@ impl Index {
             latest.extend(
                 stored
                     .latest_rows()
-                    .filter(|(dir, _)| !self.changes.latest.contains_key(*dir))
-                    .map(|(dir, key)| (dir.to_string(), key)),
+                    .filter(|(_, dir, _)| !self.changes.latest.contains_key(*dir)),
             );
         }
         for (key, record) in &self.changes.records {
             if let Some(bytes) = record.as_ref().and_then(|r| postcard::to_stdvec(r).ok()) {
-                records.push((*key, bytes));
+                records.push((*key, Cow::Owned(bytes)));
             }
         }
         stamps.extend(
@@ -433,14 +435,10 @@ impl Index {
             self.changes
                 .latest
                 .iter()
-                .filter_map(|(dir, key)| Some((dir.clone(), (*key)?))),
+                .filter_map(|(dir, key)| Some((path_hash(dir), dir.as_str(), (*key)?))),
         );
         records.sort_unstable_by_key(|a| a.0);
         stamps.sort_unstable_by_key(|a| a.0);
-        let mut latest: Vec<(Hash32, String, Hash32)> = latest
-            .into_iter()
-            .map(|(dir, key)| (path_hash(&dir), dir, key))
-            .collect();
         latest.sort_unstable_by_key(|a| a.0);
 
         let header = MAGIC.len() + 4 + 32;
@@ -564,8 +562,8 @@ impl Index {
         let stale: Vec<String> = stored
             .into_iter()
             .flat_map(|s| s.latest_rows())
-            .filter(|(dir, _)| !self.changes.latest.contains_key(*dir))
-            .map(|(dir, key)| (dir.to_string(), Some(key)))
+            .filter(|(_, dir, _)| !self.changes.latest.contains_key(*dir))
+            .map(|(_, dir, key)| (dir.to_string(), Some(key)))
             .chain(self.changes.latest.iter().map(|(d, k)| (d.clone(), *k)))
             .filter(|(_, key)| key.is_some_and(|k| !kept(&k)))
             .map(|(dir, _)| dir)

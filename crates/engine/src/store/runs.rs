@@ -388,13 +388,21 @@ mod tests {
         }
     }
 
+    /// A cache under `dir` and a run of a pipeline file there, just started.
+    fn store_and_run(dir: &Path) -> (Store, RunRecord) {
+        let store = Store::open(&dir.join("cache")).unwrap();
+        let pipeline = dir.join("p.yaml");
+        fs::write(&pipeline, "stages: {}\n").unwrap();
+        (
+            store,
+            RunRecord::start(&pipeline, vec!["run".into()], false),
+        )
+    }
+
     #[test]
     fn runs_are_listed_from_their_heads_and_a_record_without_one_from_itself() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cache")).unwrap();
-        let pipeline = dir.path().join("p.yaml");
-        fs::write(&pipeline, "stages: {}\n").unwrap();
-        let mut run = RunRecord::start(&pipeline, vec!["run".into()], false);
+        let (store, mut run) = store_and_run(dir.path());
         store.save_run(&run).unwrap();
         let instances = vec![
             instance("a", RunOutcome::Ran),
@@ -433,10 +441,7 @@ mod tests {
     #[test]
     fn a_record_made_chunk_by_chunk_keeps_every_instance_in_order_with_its_counts() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("cache")).unwrap();
-        let pipeline = dir.path().join("p.yaml");
-        fs::write(&pipeline, "stages: {}\n").unwrap();
-        let mut run = RunRecord::start(&pipeline, vec!["run".into()], false);
+        let (store, mut run) = store_and_run(dir.path());
         let instances: Vec<RunInstance> = (0..2 * RECORD_CHUNK + 5)
             .map(|i| {
                 let outcome = if i % 3 == 0 {
